@@ -1,0 +1,186 @@
+package cvm
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// JournalVersion is bumped when the journal's shape changes incompatibly.
+const JournalVersion = 1
+
+// Journal is what a deployment has done so far. It is written atomically
+// after every step that changed something outside this machine, so that a
+// re-run of the same command resumes instead of repeating a step. It holds
+// no secret: no key, no env value, no API key.
+type Journal struct {
+	Version   int       `json:"version"`
+	Name      string    `json:"name"`
+	APIPrefix string    `json:"api_prefix"`
+	StartedAt time.Time `json:"started_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Fingerprint identifies the inputs (compose file, env key set, KMS and
+	// placement options) the deployment was started with; a re-run with other
+	// inputs must not silently continue it.
+	Fingerprint string `json:"fingerprint"`
+
+	Provision *ProvisionStep `json:"provision,omitempty"`
+	DeployTx  *TxStep        `json:"deploy_tx,omitempty"`
+	App       *AppStep       `json:"app,omitempty"`
+	PubKey    *PubKeyStep    `json:"pubkey,omitempty"`
+	Commit    *CommitStep    `json:"commit,omitempty"`
+	Status    string         `json:"status,omitempty"`
+}
+
+// ProvisionStep records the provision answer the rest of the flow relies on.
+type ProvisionStep struct {
+	ComposeHash        string    `json:"compose_hash"`
+	DeviceID           string    `json:"device_id,omitempty"`
+	OSImageHash        string    `json:"os_image_hash,omitempty"`
+	KMSID              string    `json:"kms_id,omitempty"`
+	ChainID            uint64    `json:"chain_id,omitempty"`
+	KMSContract        string    `json:"kms_contract,omitempty"`
+	AppID              string    `json:"app_id,omitempty"` // cloud KMS only
+	AppEnvEncryptKey   string    `json:"app_env_encrypt_pubkey,omitempty"`
+	OnChain            bool      `json:"on_chain"`
+	ProvisionedAt      time.Time `json:"provisioned_at"`
+	InstanceType       string    `json:"instance_type,omitempty"`
+	ComposeHashChecked bool      `json:"compose_hash_checked,omitempty"`
+}
+
+// TxStep records a transaction from the moment it is signed, before it is
+// broadcast: the raw bytes let a resumed run re-broadcast exactly the same
+// transaction (same nonce), which can never be mined twice.
+type TxStep struct {
+	Hash   string    `json:"hash"`
+	From   string    `json:"from"`
+	Nonce  uint64    `json:"nonce"`
+	RawTx  string    `json:"raw_tx"`
+	SentAt time.Time `json:"sent_at"`
+}
+
+// AppStep records the deployed AppAuth, read from the receipt.
+type AppStep struct {
+	AppID           string `json:"app_id"`
+	ContractAddress string `json:"contract_address"`
+	DeployerAddress string `json:"deployer_address"`
+	TxHash          string `json:"tx_hash,omitempty"`
+	BlockNumber     uint64 `json:"block_number,omitempty"`
+	GasUsed         uint64 `json:"gas_used,omitempty"`
+}
+
+// PubKeyStep records the app's env-encryption key and how it was checked.
+type PubKeyStep struct {
+	PublicKey string `json:"public_key"`
+	Verified  bool   `json:"verified"`
+	RootKey   string `json:"kms_root_key,omitempty"`
+}
+
+// CommitStep records the CVM the commit created.
+type CommitStep struct {
+	CVMID  string `json:"cvm_id"`
+	VMUUID string `json:"vm_uuid,omitempty"`
+	AppID  string `json:"app_id,omitempty"`
+	Status string `json:"status,omitempty"`
+}
+
+// JournalStore keeps one journal file per deployment under Dir.
+type JournalStore struct {
+	Dir string
+}
+
+// DefaultJournalDir is $CVMDEPLOY_STATE_DIR, else $XDG_STATE_HOME/cvmdeploy,
+// else ~/.local/state/cvmdeploy; journals live in its deployments/ folder.
+func DefaultJournalDir() (string, error) {
+	if d := os.Getenv("CVMDEPLOY_STATE_DIR"); d != "" {
+		return filepath.Join(d, "deployments"), nil
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "cvmdeploy", "deployments"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("cannot find a folder for deployment journals (set CVMDEPLOY_STATE_DIR): %w", err)
+	}
+	return filepath.Join(home, ".local", "state", "cvmdeploy", "deployments"), nil
+}
+
+var unsafeNameChars = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
+
+// Path is the journal file of the deployment called name on apiPrefix.
+func (s JournalStore) Path(apiPrefix, name string) string {
+	sum := sha256.Sum256([]byte(strings.TrimRight(apiPrefix, "/") + "\n" + name))
+	base := unsafeNameChars.ReplaceAllString(name, "_")
+	return filepath.Join(s.Dir, fmt.Sprintf("%s-%s.json", base, hex.EncodeToString(sum[:6])))
+}
+
+// Load reads the journal at path; a missing file gives (nil, nil).
+func (s JournalStore) Load(path string) (*Journal, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read journal %s: %w", path, err)
+	}
+	var j Journal
+	if err := json.Unmarshal(data, &j); err != nil {
+		return nil, fmt.Errorf("journal %s is damaged (%v): move it away or re-run with --fresh", path, err)
+	}
+	if j.Version != JournalVersion {
+		return nil, fmt.Errorf("journal %s has version %d, this cvmdeploy writes %d: finish it with the version that wrote it, or re-run with --fresh", path, j.Version, JournalVersion)
+	}
+	return &j, nil
+}
+
+// Save writes j to path atomically (temp file, fsync, rename) with mode 0600.
+func (s JournalStore) Save(path string, j *Journal) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("create journal folder: %w", err)
+	}
+	j.Version = JournalVersion
+	j.UpdatedAt = time.Now().UTC()
+	data, err := json.MarshalIndent(j, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode journal: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".journal-*")
+	if err != nil {
+		return fmt.Errorf("write journal: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write journal: %w", err)
+	}
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write journal: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write journal: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write journal: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write journal: %w", err)
+	}
+	return nil
+}
+
+// Remove deletes the journal at path (used by --fresh).
+func (s JournalStore) Remove(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove journal %s: %w", path, err)
+	}
+	return nil
+}
