@@ -1,0 +1,289 @@
+package phala
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// cvmPath returns "/cvms/<normalized id>" plus suffix, or an input error.
+func cvmPath(id, suffix string) (string, error) {
+	id = strings.TrimSpace(id)
+	if id == "" {
+		return "", fmt.Errorf("%w: empty CVM id", ErrInvalidInput)
+	}
+	return "/cvms/" + url.PathEscape(NormalizeCVMID(id)) + suffix, nil
+}
+
+// Provision calls POST /cvms/provision, the first phase of a deploy. It is
+// not retried on 5xx or timeouts (only on 429 and failed connections): a
+// provision that the server did process would be done twice.
+// InstanceType defaults to "tdx.small" as in the SDK.
+func (c *Client) Provision(ctx context.Context, req ProvisionRequest) (*ProvisionResponse, error) {
+	if req.InstanceType == "" && req.VCPU == nil && req.Memory == nil {
+		req.InstanceType = "tdx.small"
+	}
+	if err := req.Check(); err != nil {
+		return nil, err
+	}
+	r := request{method: http.MethodPost, path: "/cvms/provision", body: req, retry: retryUnsent}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	var out ProvisionResponse
+	if err := c.decode(r, resp, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Commit calls POST /cvms, the second phase of a deploy, and returns the
+// new CVM. The service treats the same app_id + compose_hash as idempotent
+// (it answers the existing CVM), so Commit is retried on 5xx, timeouts and
+// cut connections like a read: that is what makes a lost answer safe to
+// recover from. A different hash for the app is a 409 (CodeAppIDConflict).
+func (c *Client) Commit(ctx context.Context, req CommitRequest) (*CVM, error) {
+	if err := req.Check(); err != nil {
+		return nil, err
+	}
+	r := request{method: http.MethodPost, path: "/cvms", body: req, retry: retryIdempotent}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	var out CVM
+	if err := c.decode(r, resp, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ListOnChainKMS calls GET /kms?is_onchain=true&page_size=100 and returns
+// the first page (100 items cover every KMS the service runs today).
+func (c *Client) ListOnChainKMS(ctx context.Context) (*KMSPage, error) {
+	r := request{method: http.MethodGet, path: "/kms", query: url.Values{"is_onchain": {"true"}, "page_size": {"100"}}, retry: retryIdempotent}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	var out KMSPage
+	if err := c.decode(r, resp, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// GetKMS calls GET /kms/{id_or_slug}.
+func (c *Client) GetKMS(ctx context.Context, slug string) (*KMSInfo, error) {
+	slug = strings.TrimSpace(slug)
+	if slug == "" {
+		return nil, fmt.Errorf("%w: empty KMS slug", ErrInvalidInput)
+	}
+	r := request{method: http.MethodGet, path: "/kms/" + url.PathEscape(slug), retry: retryIdempotent}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	var out KMSInfo
+	if err := c.decode(r, resp, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// AppPubKey calls GET /kms/{kms}/pubkey/{app_id} for an on-chain app's env
+// encryption key. kmsRef is kms_info.slug or id (KMSInfo.Ref), never the
+// KMS type; appID is sent as given (the CLI sends the checksummed 0x form)
+// after checking it is an app id. The signature is not verified here.
+func (c *Client) AppPubKey(ctx context.Context, kmsRef, appID string) (*AppPubKey, error) {
+	kmsRef, appID = strings.TrimSpace(kmsRef), strings.TrimSpace(appID)
+	if kmsRef == "" {
+		return nil, fmt.Errorf("%w: empty KMS slug", ErrInvalidInput)
+	}
+	if _, err := NormalizeAppID(appID); err != nil {
+		return nil, err
+	}
+	r := request{method: http.MethodGet, path: "/kms/" + url.PathEscape(kmsRef) + "/pubkey/" + url.PathEscape(appID), retry: retryIdempotent}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	var out AppPubKey
+	if err := c.decode(r, resp, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// GetCVM calls GET /cvms/{id}; id is normalised with NormalizeCVMID.
+func (c *Client) GetCVM(ctx context.Context, id string) (*CVM, error) {
+	p, err := cvmPath(id, "")
+	if err != nil {
+		return nil, err
+	}
+	r := request{method: http.MethodGet, path: p, retry: retryIdempotent}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	var out CVM
+	if err := c.decode(r, resp, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// CVMState calls GET /cvms/{id}/state once.
+func (c *Client) CVMState(ctx context.Context, id string) (*CVMState, error) {
+	p, err := cvmPath(id, "/state")
+	if err != nil {
+		return nil, err
+	}
+	r := request{method: http.MethodGet, path: p, retry: retryIdempotent}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	var out CVMState
+	if err := c.decode(r, resp, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// UpdateCVM calls PATCH /cvms/{id}. When the service accepts the update the
+// result has Accepted; when the new compose hash must first be registered
+// on-chain (HTTP 465) it has Registration and the error is nil. It is not
+// retried on 5xx (an update could start twice).
+func (c *Client) UpdateCVM(ctx context.Context, id string, req PatchCVMRequest, opts UpdateOptions) (*UpdateResult, error) {
+	p, err := cvmPath(id, "")
+	if err != nil {
+		return nil, err
+	}
+	r := request{method: http.MethodPatch, path: p, body: req, retry: retryUnsent}
+	if opts.PrepareOnly {
+		r.header = map[string]string{"X-Prepare-Only": "true"}
+	}
+	resp, err := c.do(ctx, r)
+	var reg *RegistrationRequiredError
+	if errors.As(err, &reg) {
+		return &UpdateResult{Registration: &reg.Required}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out UpdateAccepted
+	if err := c.decodeAccepted(r, resp, &out.CorrelationID); err != nil {
+		return nil, err
+	}
+	return &UpdateResult{Accepted: &out}, nil
+}
+
+// ConfirmUpdate finishes an on-chain update after the compose hash was
+// registered: PATCH /cvms/{id} with an empty body and the X-Compose-Hash and
+// X-Transaction-Hash headers. txHash may be AlreadyRegistered. Errors 466
+// (ErrHashExpired: start again), 467 (ErrTxVerificationFailed) and 468
+// (ErrHashNotOnChain) match with errors.Is.
+func (c *Client) ConfirmUpdate(ctx context.Context, id, composeHash, txHash string) (*UpdateAccepted, error) {
+	p, err := cvmPath(id, "")
+	if err != nil {
+		return nil, err
+	}
+	h, err := NormalizeComposeHash(composeHash)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTxHash(txHash); err != nil {
+		return nil, err
+	}
+	r := request{
+		method: http.MethodPatch, path: p, body: struct{}{}, retry: retryUnsent,
+		header: map[string]string{"X-Compose-Hash": h, "X-Transaction-Hash": txHash},
+	}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	var out UpdateAccepted
+	if err := c.decodeAccepted(r, resp, &out.CorrelationID); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// CommitUpdate calls POST /cvms/{id}/commit-update, the token-based second
+// phase of a prepare-only update (multisig flows). The one-time token is
+// the authorisation, so no API key is required. Not retried on 5xx: the
+// token is consumed by the first attempt.
+func (c *Client) CommitUpdate(ctx context.Context, id string, req CommitUpdateRequest) (*CommitUpdateResponse, error) {
+	p, err := cvmPath(id, "/commit-update")
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(req.Token) == "" {
+		return nil, fmt.Errorf("%w: empty commit token", ErrInvalidInput)
+	}
+	if req.ComposeHash, err = NormalizeComposeHash(req.ComposeHash); err != nil {
+		return nil, err
+	}
+	if err := checkTxHash(req.TransactionHash); err != nil {
+		return nil, err
+	}
+	r := request{method: http.MethodPost, path: p, body: req, retry: retryUnsent, noAuth: true}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	var out CommitUpdateResponse
+	if err := c.decode(r, resp, &out); err != nil {
+		return nil, err
+	}
+	if out.CorrelationID == "" {
+		return nil, c.decodeError(r, resp, &fieldError{object: "commit-update response", field: "correlation_id", problem: "is missing"})
+	}
+	return &out, nil
+}
+
+// IsAllowed calls POST /cvms/{id}/is-allowed: the service's view of the
+// app contract's isAppAllowed for the CVM (or for the overrides in req).
+// It changes nothing, so it is retried like a read.
+func (c *Client) IsAllowed(ctx context.Context, id string, req IsAllowedRequest) (*IsAllowedResponse, error) {
+	p, err := cvmPath(id, "/is-allowed")
+	if err != nil {
+		return nil, err
+	}
+	if req.ComposeHash != "" {
+		if req.ComposeHash, err = NormalizeComposeHash(req.ComposeHash); err != nil {
+			return nil, err
+		}
+	}
+	r := request{method: http.MethodPost, path: p, body: req, retry: retryIdempotent}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	var out IsAllowedResponse
+	if err := c.decode(r, resp, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// decodeAccepted reads {"correlation_id": …} from a 2xx answer.
+func (c *Client) decodeAccepted(r request, resp *response, id *string) error {
+	var out struct {
+		CorrelationID *string `json:"correlation_id"`
+	}
+	if err := c.decode(r, resp, &out); err != nil {
+		return err
+	}
+	if out.CorrelationID == nil || *out.CorrelationID == "" {
+		return c.decodeError(r, resp, &fieldError{object: "update response", field: "correlation_id", problem: "is missing"})
+	}
+	*id = *out.CorrelationID
+	return nil
+}
