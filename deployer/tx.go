@@ -1,0 +1,574 @@
+package deployer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/rpc"
+)
+
+// Defaults of TxOptions' zero values.
+const (
+	DefaultGasMarginPercent = 20
+	DefaultConfirmations    = 1
+	DefaultTxTimeout        = 2 * time.Minute
+	// DefaultPollCap caps the receipt poll backoff (50 ms, 100 ms, … 1 s).
+	DefaultPollCap = time.Second
+	// fallbackTip is the priority fee used when the node lacks
+	// eth_maxPriorityFeePerGas (op-service's txmgr uses the same floor).
+	fallbackTip = 1_000_000_000
+)
+
+// TxOptions are the fee, gas, nonce and waiting settings of a transaction,
+// mirroring Foundry's flags. The zero value is a sensible default.
+type TxOptions struct {
+	// MaxFee (--gas-price) caps maxFeePerGas of an EIP-1559 transaction, or
+	// is the gas price of a legacy one. Nil: from the node.
+	MaxFee *big.Int
+	// PriorityFee (--priority-gas-price) is the tip. Nil: eth_maxPriorityFeePerGas.
+	PriorityFee *big.Int
+	// Legacy sends a type-0 transaction with a gas price (--legacy).
+	Legacy bool
+	// GasLimit, when non-zero, is used as is and gas estimation is skipped
+	// (so a reverting call is only detected once mined). Operations that
+	// send several transactions ignore it.
+	GasLimit uint64
+	// GasMarginPercent is added to the estimate: 0 means 20 %, a negative
+	// value means none.
+	GasMarginPercent int
+	// Nonce overrides the account's pending nonce (--nonce).
+	Nonce *uint64
+	// Confirmations to wait for: 0 means 1 (the block holding the tx).
+	Confirmations uint64
+	// Timeout bounds the wait for the receipt after sending; 0 means 2 min.
+	Timeout time.Duration
+	// OnSent is called with the hash right after the node accepted the
+	// transaction, before waiting (the CLI prints it then).
+	OnSent func(common.Hash)
+	// PollInterval caps the receipt poll backoff; 0 means 1 s.
+	PollInterval time.Duration
+}
+
+// Check rejects contradictory settings.
+func (o TxOptions) Check() error {
+	if o.Legacy && o.PriorityFee != nil {
+		return errors.New("--priority-gas-price has no meaning with --legacy: drop one of them")
+	}
+	if o.MaxFee != nil && o.MaxFee.Sign() <= 0 {
+		return errors.New("--gas-price must be positive")
+	}
+	if o.PriorityFee != nil && o.PriorityFee.Sign() < 0 {
+		return errors.New("--priority-gas-price must not be negative")
+	}
+	if o.MaxFee != nil && o.PriorityFee != nil && o.PriorityFee.Cmp(o.MaxFee) > 0 {
+		return fmt.Errorf("--priority-gas-price (%s gwei) is above --gas-price (%s gwei): the tip cannot exceed the fee cap", FormatGwei(o.PriorityFee), FormatGwei(o.MaxFee))
+	}
+	if o.Timeout < 0 || o.PollInterval < 0 {
+		return errors.New("--timeout must not be negative")
+	}
+	return nil
+}
+
+func (o TxOptions) confirmations() uint64 {
+	if o.Confirmations == 0 {
+		return DefaultConfirmations
+	}
+	return o.Confirmations
+}
+
+func (o TxOptions) timeout() time.Duration {
+	if o.Timeout == 0 {
+		return DefaultTxTimeout
+	}
+	return o.Timeout
+}
+
+func (o TxOptions) pollCap() time.Duration {
+	if o.PollInterval == 0 {
+		return DefaultPollCap
+	}
+	return o.PollInterval
+}
+
+func (o TxOptions) withMargin(gas uint64) uint64 {
+	m := o.GasMarginPercent
+	if m == 0 {
+		m = DefaultGasMarginPercent
+	}
+	if m < 0 {
+		return gas
+	}
+	return gas + gas*uint64(m)/100
+}
+
+// TxRequest is one call or contract creation to send.
+type TxRequest struct {
+	To    *common.Address // nil creates a contract
+	Data  []byte
+	Value *big.Int
+	// Role names the target for a NoCodeError, e.g. "the KMS contract (--kms-contract)".
+	Role string
+	// SkipCodeCheck skips the code check of To (its contract is created by
+	// an earlier transaction of the same operation).
+	SkipCodeCheck bool
+	// GasLimit fixes this request's gas and skips its estimate; used when
+	// the estimate cannot run yet because an earlier transaction of the
+	// operation is not mined.
+	GasLimit uint64
+	// RevertHint, when set, turns a decoded estimate revert into advice.
+	RevertHint func(reason string, data []byte) string
+
+	// build, when set, gives To and Data once the operation's first nonce is
+	// known (for addresses predicted from it). Such requests need GasLimit.
+	build func(firstNonce uint64) (*common.Address, []byte)
+}
+
+// TxResult is the outcome of an admin transaction.
+type TxResult struct {
+	TxHash      common.Hash    `json:"tx_hash"`
+	BlockNumber uint64         `json:"block_number"`
+	GasUsed     uint64         `json:"gas_used"`
+	Receipt     *types.Receipt `json:"-"`
+}
+
+func resultOf(r *types.Receipt) *TxResult {
+	return &TxResult{TxHash: r.TxHash, BlockNumber: r.BlockNumber.Uint64(), GasUsed: r.GasUsed, Receipt: r}
+}
+
+// callArgs is the JSON object of eth_call / eth_estimateGas. Both "input"
+// and "data" are sent: newer nodes read input, older ones data.
+func callArgs(from common.Address, req TxRequest, gas uint64) map[string]any {
+	m := map[string]any{"from": from}
+	if req.To != nil {
+		m["to"] = *req.To
+	}
+	if len(req.Data) > 0 {
+		m["input"] = hexutil.Bytes(req.Data)
+		m["data"] = hexutil.Bytes(req.Data)
+	}
+	if req.Value != nil && req.Value.Sign() > 0 {
+		m["value"] = (*hexutil.Big)(req.Value)
+	}
+	if gas != 0 {
+		m["gas"] = hexutil.Uint64(gas)
+	}
+	return m
+}
+
+// headBlock is the part of eth_getBlockByNumber this package reads.
+type headBlock struct {
+	Number   hexutil.Uint64 `json:"number"`
+	GasLimit hexutil.Uint64 `json:"gasLimit"`
+	BaseFee  *hexutil.Big   `json:"baseFeePerGas"`
+}
+
+// plan is the outcome of a preflight: unsigned transactions ready to sign.
+type plan struct {
+	chainID *big.Int
+	from    common.Address
+	txs     []*types.Transaction
+	reqs    []TxRequest
+	balance *big.Int
+	cost    *big.Int // Σ gas × fee cap + value
+}
+
+// extraRead is a read riding in the preflight batch, checked after the chain
+// id and code checks and before estimate errors (so "not the owner" wins
+// over the revert it would cause).
+type extraRead struct {
+	elem  rpc.BatchElem
+	check func(elem rpc.BatchElem, chainID uint64) error
+}
+
+// preflight reads everything needed to send reqs from `from` in ONE JSON-RPC
+// batch (chain id, code at each target, balance, pending nonce, gas
+// estimates, the head block's base fee, the suggested tip, plus extras) and
+// checks it. It signs nothing and sends nothing.
+func (c *Client) preflight(ctx context.Context, from common.Address, reqs []TxRequest, opts TxOptions, extras []extraRead) (*plan, error) {
+	if err := opts.Check(); err != nil {
+		return nil, err
+	}
+	var (
+		chainID  hexutil.Big
+		balance  hexutil.Big
+		nonce    hexutil.Uint64
+		head     headBlock
+		tip      hexutil.Big
+		gasPrice hexutil.Big
+		elems    []rpc.BatchElem
+	)
+	add := func(result any, method string, args ...any) int {
+		elems = append(elems, rpc.BatchElem{Method: method, Args: args, Result: result})
+		return len(elems) - 1
+	}
+	iChain := add(&chainID, "eth_chainId")
+	codes := make([]hexutil.Bytes, len(reqs))
+	iCode := make([]int, len(reqs))
+	estimates := make([]hexutil.Uint64, len(reqs))
+	iEst := make([]int, len(reqs))
+	single := len(reqs) == 1
+	for i, r := range reqs {
+		iCode[i], iEst[i] = -1, -1
+		if r.To != nil && !r.SkipCodeCheck {
+			iCode[i] = add(&codes[i], "eth_getCode", *r.To, "latest")
+		}
+		fixed := r.GasLimit != 0 || (single && opts.GasLimit != 0)
+		if !fixed {
+			iEst[i] = add(&estimates[i], "eth_estimateGas", callArgs(from, r, 0))
+		}
+	}
+	iBal := add(&balance, "eth_getBalance", from, "pending")
+	iNonce := -1
+	if opts.Nonce == nil {
+		iNonce = add(&nonce, "eth_getTransactionCount", from, "pending")
+	}
+	iHead := add(&head, "eth_getBlockByNumber", "latest", false)
+	iTip, iPrice := -1, -1
+	if !opts.Legacy && opts.PriorityFee == nil {
+		iTip = add(&tip, "eth_maxPriorityFeePerGas")
+	}
+	if opts.Legacy && opts.MaxFee == nil {
+		iPrice = add(&gasPrice, "eth_gasPrice")
+	}
+	iExtra := len(elems)
+	for _, x := range extras {
+		elems = append(elems, x.elem)
+	}
+	if err := c.batch(ctx, elems); err != nil {
+		return nil, err
+	}
+	// Reads that must succeed for any further check to mean something.
+	for _, i := range []int{iChain, iBal, iNonce, iHead} {
+		if i >= 0 && elems[i].Error != nil {
+			return nil, fmt.Errorf("%s: %w", elems[i].Method, elems[i].Error)
+		}
+	}
+	id := chainID.ToInt().Uint64()
+	c.chainID.Store(id)
+	if c.ExpectChainID != 0 && id != c.ExpectChainID {
+		return nil, &ChainMismatchError{Want: c.ExpectChainID, Got: id}
+	}
+	for i, r := range reqs {
+		if iCode[i] < 0 {
+			continue
+		}
+		if err := elems[iCode[i]].Error; err != nil {
+			return nil, fmt.Errorf("eth_getCode %s: %w", r.To.Hex(), err)
+		}
+		if len(codes[i]) == 0 {
+			return nil, &NoCodeError{Address: *r.To, ChainID: id, Role: r.Role}
+		}
+	}
+	for k, x := range extras {
+		if x.check != nil {
+			if err := x.check(elems[iExtra+k], id); err != nil {
+				return nil, err
+			}
+		}
+	}
+	gas := make([]uint64, len(reqs))
+	for i, r := range reqs {
+		switch {
+		case r.GasLimit != 0:
+			gas[i] = r.GasLimit
+		case single && opts.GasLimit != 0:
+			gas[i] = opts.GasLimit
+		default:
+			if err := elems[iEst[i]].Error; err != nil {
+				return nil, estimateError(r, err)
+			}
+			gas[i] = opts.withMargin(uint64(estimates[i]))
+			// More than a block can hold is never includable; the estimate
+			// itself fitting is what matters.
+			if head.GasLimit > 0 && gas[i] > uint64(head.GasLimit) {
+				gas[i] = max(uint64(head.GasLimit), uint64(estimates[i]))
+			}
+		}
+	}
+
+	p := &plan{chainID: new(big.Int).SetUint64(id), from: from, reqs: reqs, balance: balance.ToInt()}
+	next := uint64(nonce)
+	if opts.Nonce != nil {
+		next = *opts.Nonce
+	}
+	var feeCap, tipCap, price *big.Int
+	legacy := opts.Legacy || head.BaseFee == nil
+	if legacy {
+		switch {
+		case opts.MaxFee != nil:
+			price = opts.MaxFee
+		case iPrice >= 0 && elems[iPrice].Error == nil:
+			price = gasPrice.ToInt()
+		default:
+			// A pre-London chain without --legacy: one more read.
+			var gp hexutil.Big
+			if err := c.call(ctx, &gp, "eth_gasPrice"); err != nil {
+				return nil, fmt.Errorf("eth_gasPrice: %w", err)
+			}
+			price = gp.ToInt()
+		}
+		feeCap = price
+	} else {
+		base := head.BaseFee.ToInt()
+		switch {
+		case opts.PriorityFee != nil:
+			tipCap = new(big.Int).Set(opts.PriorityFee)
+		case iTip >= 0 && elems[iTip].Error == nil:
+			tipCap = tip.ToInt()
+		default:
+			tipCap = big.NewInt(fallbackTip)
+		}
+		// Twice the base fee survives six full blocks of +12.5 % each.
+		feeCap = new(big.Int).Add(new(big.Int).Mul(base, big.NewInt(2)), tipCap)
+		if opts.MaxFee != nil {
+			if opts.MaxFee.Cmp(base) < 0 {
+				return nil, &FeeTooLowError{MaxFee: opts.MaxFee, BaseFee: base}
+			}
+			if feeCap.Cmp(opts.MaxFee) > 0 {
+				feeCap = new(big.Int).Set(opts.MaxFee)
+			}
+		}
+		if tipCap.Cmp(feeCap) > 0 {
+			tipCap = new(big.Int).Set(feeCap)
+		}
+	}
+	cost := new(big.Int)
+	for i := range reqs {
+		if reqs[i].build != nil {
+			reqs[i].To, reqs[i].Data = reqs[i].build(next)
+		}
+		r := reqs[i]
+		cost.Add(cost, new(big.Int).Mul(new(big.Int).SetUint64(gas[i]), feeCap))
+		if r.Value != nil {
+			cost.Add(cost, r.Value)
+		}
+		var tx *types.Transaction
+		if legacy {
+			tx = types.NewTx(&types.LegacyTx{Nonce: next + uint64(i), GasPrice: price, Gas: gas[i], To: r.To, Value: valueOf(r), Data: r.Data})
+		} else {
+			tx = types.NewTx(&types.DynamicFeeTx{ChainID: p.chainID, Nonce: next + uint64(i), GasTipCap: tipCap, GasFeeCap: feeCap, Gas: gas[i], To: r.To, Value: valueOf(r), Data: r.Data})
+		}
+		p.txs = append(p.txs, tx)
+	}
+	p.cost = cost
+	if p.balance.Cmp(cost) < 0 {
+		return nil, &InsufficientFundsError{Account: from, ChainID: id, Need: cost, Have: p.balance}
+	}
+	return p, nil
+}
+
+func valueOf(r TxRequest) *big.Int {
+	if r.Value == nil {
+		return new(big.Int)
+	}
+	return r.Value
+}
+
+// estimateError turns a failed eth_estimateGas into a typed error.
+func estimateError(r TxRequest, err error) error {
+	if !isRevert(err) {
+		return fmt.Errorf("eth_estimateGas: %w", err)
+	}
+	data, _ := revertData(err)
+	reason := DecodeRevert(data)
+	if len(data) == 0 && err.Error() != "" && err.Error() != "execution reverted" {
+		// Some nodes put the reason in the message only.
+		reason = err.Error()
+	}
+	e := &EstimateRevertError{To: r.To, Reason: reason, Data: data}
+	if r.RevertHint != nil {
+		e.Hint = r.RevertHint(reason, data)
+	}
+	return e
+}
+
+// sendAll signs and sends the planned transactions in nonce order without
+// waiting between them, calling opts.OnSent after each.
+func (c *Client) sendAll(ctx context.Context, signer Signer, p *plan, opts TxOptions) ([]*types.Transaction, error) {
+	var sent []*types.Transaction
+	for _, tx := range p.txs {
+		signed, err := signer.SignTx(ctx, tx, p.chainID)
+		if err != nil {
+			return sent, fmt.Errorf("signing: %w", err)
+		}
+		raw, err := signed.MarshalBinary()
+		if err != nil {
+			return sent, fmt.Errorf("encoding the signed transaction: %w", err)
+		}
+		var h common.Hash
+		if err := c.call(ctx, &h, "eth_sendRawTransaction", hexutil.Bytes(raw)); err != nil {
+			return sent, fmt.Errorf("sending transaction (nonce %d): %w", signed.Nonce(), err)
+		}
+		if h != signed.Hash() {
+			return sent, fmt.Errorf("the node returned hash %s for transaction %s", h.Hex(), signed.Hash().Hex())
+		}
+		sent = append(sent, signed)
+		if opts.OnSent != nil {
+			opts.OnSent(h)
+		}
+	}
+	return sent, nil
+}
+
+// Transact runs one transaction end to end: batched preflight, sign, send,
+// wait for the receipt and confirmations. A mined revert is a *RevertError
+// with the reason replayed from the chain.
+func (c *Client) Transact(ctx context.Context, signer Signer, req TxRequest, opts TxOptions) (*types.Receipt, error) {
+	return c.transact(ctx, signer, req, opts, nil)
+}
+
+func (c *Client) transact(ctx context.Context, signer Signer, req TxRequest, opts TxOptions, extras []extraRead) (*types.Receipt, error) {
+	p, err := c.preflight(ctx, signer.Address(), []TxRequest{req}, opts, extras)
+	if err != nil {
+		return nil, err
+	}
+	sent, err := c.sendAll(ctx, signer, p, opts)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := c.waitMined(ctx, p.from, sent, p.reqs, opts)
+	if err != nil {
+		return nil, err
+	}
+	return rs[0], nil
+}
+
+// WaitReceipt waits for a transaction sent earlier (e.g. recorded before an
+// interruption) and its confirmations. It does not decode a revert.
+func (c *Client) WaitReceipt(ctx context.Context, h common.Hash, opts TxOptions) (*types.Receipt, error) {
+	rs, err := c.waitReceipts(ctx, []common.Hash{h}, opts)
+	if err != nil {
+		return nil, err
+	}
+	return rs[0], nil
+}
+
+// waitMined waits for all receipts and turns the first status-0 receipt
+// into a *RevertError.
+func (c *Client) waitMined(ctx context.Context, from common.Address, txs []*types.Transaction, reqs []TxRequest, opts TxOptions) ([]*types.Receipt, error) {
+	hashes := make([]common.Hash, len(txs))
+	for i, tx := range txs {
+		hashes[i] = tx.Hash()
+	}
+	rs, err := c.waitReceipts(ctx, hashes, opts)
+	if err != nil {
+		return nil, err
+	}
+	for i, r := range rs {
+		if r.Status != types.ReceiptStatusSuccessful {
+			return rs, c.revertError(ctx, from, txs[i], r)
+		}
+	}
+	return rs, nil
+}
+
+// waitReceipts polls eth_getTransactionReceipt for every hash (one batch per
+// round) immediately, then with a doubling delay from 50 ms up to the cap.
+// With more than one confirmation the head number rides in the same batch
+// and a tx counts as confirmed when receiptBlock + confs <= head + 1.
+func (c *Client) waitReceipts(ctx context.Context, hashes []common.Hash, opts TxOptions) ([]*types.Receipt, error) {
+	confs := opts.confirmations()
+	wctx, cancel := context.WithTimeout(ctx, opts.timeout())
+	defer cancel()
+	out := make([]*types.Receipt, len(hashes))
+	delay := 50 * time.Millisecond
+	var lastErr error
+	for {
+		var elems []rpc.BatchElem
+		var idx []int
+		got := make([]*types.Receipt, len(hashes))
+		for i, h := range hashes {
+			if out[i] == nil || confs > 1 {
+				elems = append(elems, rpc.BatchElem{Method: "eth_getTransactionReceipt", Args: []any{h}, Result: &got[i]})
+				idx = append(idx, i)
+			}
+		}
+		var head hexutil.Uint64
+		if confs > 1 {
+			elems = append(elems, rpc.BatchElem{Method: "eth_blockNumber", Result: &head})
+		}
+		var err error
+		if len(elems) == 1 {
+			// A lone call is sent as a plain request, not a batch of one.
+			err = c.call(wctx, elems[0].Result, elems[0].Method, elems[0].Args...)
+			elems[0].Error = err
+		} else {
+			err = c.batch(wctx, elems)
+		}
+		if err == nil {
+			for k, i := range idx {
+				if elems[k].Error != nil {
+					lastErr = elems[k].Error
+					continue
+				}
+				out[i] = got[i] // nil again after a reorg dropped it
+			}
+			done := true
+			for _, r := range out {
+				if r == nil || (confs > 1 && (elems[len(elems)-1].Error != nil || r.BlockNumber.Uint64()+confs > uint64(head)+1)) {
+					done = false
+					break
+				}
+			}
+			if done {
+				return out, nil
+			}
+		} else {
+			// The node may be restarting; keep polling until the timeout.
+			lastErr = err
+		}
+		select {
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("waiting for transaction %s: %w", hashes[0].Hex(), ctx.Err())
+			}
+			for i, r := range out {
+				if r == nil || confs > 1 {
+					te := &TimeoutError{TxHash: hashes[i], Timeout: opts.timeout(), Mined: r != nil}
+					if lastErr != nil && r == nil {
+						return nil, fmt.Errorf("%w (last RPC error: %v)", te, lastErr)
+					}
+					return nil, te
+				}
+			}
+			return nil, &TimeoutError{TxHash: hashes[0], Timeout: opts.timeout()}
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, opts.pollCap())
+	}
+}
+
+// revertError replays a reverted transaction with eth_call on the state
+// before its block (exact when it was the block's first transaction, as on
+// an automining chain; close enough otherwise) to recover the reason.
+func (c *Client) revertError(ctx context.Context, from common.Address, tx *types.Transaction, r *types.Receipt) error {
+	e := &RevertError{TxHash: r.TxHash, BlockNumber: r.BlockNumber.Uint64(), GasUsed: r.GasUsed}
+	block := "latest"
+	if r.BlockNumber.Sign() > 0 {
+		block = hexutil.EncodeBig(new(big.Int).Sub(r.BlockNumber, big.NewInt(1)))
+	}
+	req := TxRequest{To: tx.To(), Data: tx.Data(), Value: tx.Value()}
+	var out hexutil.Bytes
+	err := c.call(ctx, &out, "eth_call", callArgs(from, req, tx.Gas()), block)
+	switch {
+	case r.GasUsed >= tx.Gas() && (err == nil || !isRevert(err) || strings.Contains(err.Error(), "out of gas")):
+		e.Reason = fmt.Sprintf("out of gas (used all %d): raise --gas-limit or omit it", tx.Gas())
+	case err == nil:
+		// The call succeeds on the parent state: the revert depended on
+		// an earlier transaction of the same block.
+		e.Reason = "reason unknown (the call succeeds when replayed before its block)"
+	case isRevert(err):
+		e.Data, _ = revertData(err)
+		e.Reason = DecodeRevert(e.Data)
+	default:
+		e.Reason = "reason unknown (replaying the call failed: " + err.Error() + ")"
+	}
+	return e
+}
