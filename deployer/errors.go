@@ -42,8 +42,8 @@ func (e *NoCodeError) Is(t error) bool { return t == ErrPreflight }
 
 // InsufficientFundsError: the signer cannot pay gas limit × max fee (+ value).
 type InsufficientFundsError struct {
-	Account   common.Address
-	ChainID   uint64
+	Account    common.Address
+	ChainID    uint64
 	Need, Have *big.Int
 }
 
