@@ -331,7 +331,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-t.C:
 		case <-r.Context().Done():
+			// Client gone or proxy closing: returning normally would make net/http
+			// send an empty 200, which a client would take for an answer.
 			t.Stop()
+			hangUp(w, false)
 			return
 		}
 	}
@@ -378,6 +381,8 @@ func (p *Proxy) pass(w http.ResponseWriter, r *http.Request, body []byte) {
 	if err != nil {
 		if p.upstreamError(r) {
 			http.Error(w, "rpcproxy: upstream: "+err.Error(), http.StatusBadGateway)
+		} else {
+			hangUp(w, false) // never an empty 200 for an aborted request
 		}
 		return
 	}
