@@ -658,3 +658,31 @@ func TestDialRefusesNonLoopback(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkProxyOverhead compares requests sent straight to the fake upstream with
+// the same requests through the proxy; the difference is the proxy's cost.
+func BenchmarkProxyOverhead(b *testing.B) {
+	up := newFakeUpstream(b)
+	plain := startProxy(b, up, Config{})
+	// A matching rule with no faults still parses, matches and draws.
+	matching := startProxy(b, up, Config{Seed: 1, Rules: []Rule{{Method: "eth_get*", TooMany: 0.5}, {Method: "*"}}})
+	batch := batchOf(reqChainID, reqBlockNumber, reqGetBalance, reqSendRaw, reqChainID,
+		reqBlockNumber, reqGetBalance, reqSendRaw, reqChainID, reqBlockNumber)
+	cases := []struct{ name, url, body string }{
+		{"direct", up.URL(), reqChainID},
+		{"proxied", plain.URL(), reqChainID},
+		{"proxied-rules", matching.URL(), reqChainID},
+		{"direct-batch10", up.URL(), batch},
+		{"proxied-batch10", plain.URL(), batch},
+	}
+	for _, bc := range cases {
+		b.Run(bc.name, func(b *testing.B) {
+			c := newClient(b)
+			for b.Loop() {
+				if r := post(b.Context(), c, bc.url, bc.body); r.err != nil || r.status != 200 {
+					b.Fatalf("err %v status %d", r.err, r.status)
+				}
+			}
+		})
+	}
+}
