@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -323,7 +324,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer p.active.Done()
 	if d.kind != "" && p.cfg.Logf != nil {
-		p.cfg.Logf("rpcproxy: injecting %s into %s", d.kind, methodList(calls))
+		label := d.kind
+		if d.kind == FaultServerError {
+			label = strconv.Itoa(d.status)
+		}
+		p.cfg.Logf("rpcproxy: injecting %s into %s", label, methodList(calls))
 	}
 
 	if d.delay > 0 {

@@ -578,11 +578,15 @@ func TestLogfNamesFaultNotBody(t *testing.T) {
 	const secretish = "0xfeedfacecafebeef"
 	post(t.Context(), newClient(t), p.URL(), `{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["`+secretish+`"]}`)
 	post(t.Context(), newClient(t), p.URL(), reqChainID) // not faulted: not logged
+	if err := p.SetRules([]Rule{{Method: "eth_chainId", ServerError: 1, ServerErrorStatus: 502}}); err != nil {
+		t.Fatal(err)
+	}
+	post(t.Context(), newClient(t), p.URL(), reqChainID)
 	p.Close()
 	mu.Lock()
 	defer mu.Unlock()
-	if len(logs) != 1 || !strings.Contains(logs[0], FaultTooMany) || !strings.Contains(logs[0], "eth_sendRawTransaction") {
-		t.Errorf("logs = %q, want one line naming 429 and the method", logs)
+	if len(logs) != 2 || !strings.Contains(logs[0], "429 into eth_sendRawTransaction") || !strings.Contains(logs[1], "502 into eth_chainId") {
+		t.Errorf("logs = %q, want a 429 line for eth_sendRawTransaction and a 502 line for eth_chainId", logs)
 	}
 	for _, l := range logs {
 		if strings.Contains(l, secretish) {
