@@ -156,10 +156,12 @@ type AppInfo struct {
 	PendingOwner       *common.Address `json:"pending_owner,omitempty"`
 	AllowAnyDevice     bool            `json:"allow_any_device"`
 	RequireTcbUpToDate *bool           `json:"require_tcb_up_to_date,omitempty"`
+	// Implementation is the proxy's ERC-1967 implementation slot.
+	Implementation common.Address `json:"implementation"`
 	// UpgradesDisabled has no getter (the flag is private). It is derived by
-	// simulating upgradeToAndCall from the owner, which reverts with
-	// "Upgrades are permanently disabled" once disabled; nil when the
-	// simulation is inconclusive (no owner, other revert).
+	// simulating upgradeToAndCall(Implementation) from the owner, which
+	// reverts with "Upgrades are permanently disabled" once disabled; nil
+	// when the simulation is inconclusive (no owner, other revert).
 	UpgradesDisabled   *bool          `json:"upgrades_disabled,omitempty"`
 	Version            *uint64        `json:"version,omitempty"`
 	ComposeHash        *common.Hash   `json:"compose_hash,omitempty"`
@@ -170,8 +172,8 @@ type AppInfo struct {
 	Registered         *bool          `json:"registered,omitempty"`
 }
 
-// AppInfo reads the app's state in one batch (plus one simulated call for
-// UpgradesDisabled, which needs the owner read first).
+// AppInfo reads the app's state in one batch, plus one simulated call for
+// UpgradesDisabled, which needs the owner and implementation read first.
 func (c *Client) AppInfo(ctx context.Context, q AppInfoQuery) (*AppInfo, error) {
 	if q.App == (common.Address{}) {
 		return nil, errors.New("no app: pass --app-id")
@@ -185,12 +187,14 @@ func (c *Client) AppInfo(ctx context.Context, q AppInfoQuery) (*AppInfo, error) 
 	var (
 		chainID hexutil.Big
 		code    hexutil.Bytes
+		impl    common.Hash
 		elems   []rpc.BatchElem
 		reads   = map[string]*read{}
 	)
 	elems = append(elems,
 		rpc.BatchElem{Method: "eth_chainId", Result: &chainID},
-		rpc.BatchElem{Method: "eth_getCode", Args: []any{q.App, "latest"}, Result: &code})
+		rpc.BatchElem{Method: "eth_getCode", Args: []any{q.App, "latest"}, Result: &code},
+		rpc.BatchElem{Method: "eth_getStorageAt", Args: []any{q.App, implSlot, "latest"}, Result: &impl})
 	addRead := func(name string, to common.Address, data []byte) {
 		r := &read{data: data, to: to}
 		reads[name] = r
@@ -227,7 +231,7 @@ func (c *Client) AppInfo(ctx context.Context, q AppInfoQuery) (*AppInfo, error) 
 	// Map batch errors back to reads: a reverted read means "not on this
 	// generation", any other error fails the whole query.
 	ok := map[string]bool{}
-	i := 2
+	i := 3
 	for _, name := range []string{"owner", "pendingOwner", "allowAnyDevice", "requireTcbUpToDate", "version", "allowedComposeHashes", "allowedDeviceIds", "registeredApps"} {
 		if reads[name] == nil {
 			continue
@@ -271,32 +275,38 @@ func (c *Client) AppInfo(ctx context.Context, q AppInfoQuery) (*AppInfo, error) 
 	if q.KMS != (common.Address{}) {
 		info.Registered = boolOf("registeredApps")
 	}
-	info.UpgradesDisabled = c.upgradesDisabled(ctx, q.App, info.Owner)
+	if elems[2].Error == nil {
+		info.Implementation = common.BytesToAddress(impl.Bytes())
+	}
+	info.UpgradesDisabled = c.upgradesDisabled(ctx, q.App, info.Owner, info.Implementation)
 	return info, nil
 }
 
-// upgradesDisabled simulates upgradeToAndCall(0x…01, "") from the owner:
-// after disableUpgrades the authorisation reverts with "Upgrades are
-// permanently disabled"; otherwise it passes and the proxy rejects the
-// bogus implementation (ERC1967InvalidImplementation). Nothing is sent.
-func (c *Client) upgradesDisabled(ctx context.Context, app, owner common.Address) *bool {
-	if owner == (common.Address{}) {
+// implSlot is the ERC-1967 implementation slot of a proxy.
+var implSlot = common.HexToHash("0x360894a13ba1a3210667c828492db98dca3e2076cc3735a920a3ca505d382bbc")
+
+// upgradesDisabled simulates upgradeToAndCall(currentImpl, "") from the
+// owner: it succeeds while upgrades are allowed (re-pointing to the same
+// implementation is a valid upgrade) and reverts with "Upgrades are
+// permanently disabled" after disableUpgrades. Nothing is sent. nil when
+// the simulation says neither.
+func (c *Client) upgradesDisabled(ctx context.Context, app, owner, impl common.Address) *bool {
+	if owner == (common.Address{}) || impl == (common.Address{}) {
 		return nil
 	}
-	data := appBinding().PackUpgradeToAndCall(common.BytesToAddress([]byte{1}), nil)
+	data := appBinding().PackUpgradeToAndCall(impl, []byte{})
 	var out hexutil.Bytes
 	err := c.call(ctx, &out, "eth_call", callArgs(owner, TxRequest{To: &app, Data: data}, 0), "latest")
-	if err == nil || !isRevert(err) {
-		return nil
-	}
-	d, _ := revertData(err)
-	reason := DecodeRevert(d)
 	var v bool
 	switch {
-	case strings.Contains(strings.ToLower(reason), "disabled"):
-		v = true
-	case strings.HasPrefix(reason, "ERC1967InvalidImplementation"):
+	case err == nil:
 		v = false
+	case isRevert(err):
+		d, _ := revertData(err)
+		if !strings.Contains(strings.ToLower(DecodeRevert(d)), "upgrades are permanently disabled") {
+			return nil
+		}
+		v = true
 	default:
 		return nil
 	}
