@@ -223,7 +223,7 @@ func (c *Client) AppDeploymentFromTx(ctx context.Context, kms common.Address, tx
 		}
 	}
 	if r == nil {
-		return nil, fmt.Errorf("transaction %s is not mined (or unknown to this node): wait and retry", txHash.Hex())
+		return nil, fmt.Errorf("transaction %s: %w", txHash.Hex(), ErrNotMined)
 	}
 	d, err := ParseAppDeployed(r, kms)
 	if err != nil {

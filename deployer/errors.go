@@ -147,3 +147,7 @@ func chainLabel(id uint64) string {
 	}
 	return fmt.Sprint(id)
 }
+
+// ErrNotMined: the node has no receipt for a transaction (yet): it is
+// pending, was dropped, or this node never saw it.
+var ErrNotMined = errors.New("not mined (or unknown to this node)")

@@ -49,6 +49,11 @@ type TxOptions struct {
 	Confirmations uint64
 	// Timeout bounds the wait for the receipt after sending; 0 means 2 min.
 	Timeout time.Duration
+	// OnSigned is called with each signed transaction before it is
+	// broadcast; an error stops the send. Callers journal the hash and raw
+	// bytes here, so that an interrupted run can wait for (or re-broadcast)
+	// exactly this transaction instead of signing another.
+	OnSigned func(*types.Transaction) error
 	// OnSent is called with the hash right after the node accepted the
 	// transaction, before waiting (the CLI prints it then).
 	OnSent func(common.Hash)
@@ -402,6 +407,11 @@ func (c *Client) sendAll(ctx context.Context, signer Signer, p *plan, opts TxOpt
 		if err != nil {
 			return sent, fmt.Errorf("encoding the signed transaction: %w", err)
 		}
+		if opts.OnSigned != nil {
+			if err := opts.OnSigned(signed); err != nil {
+				return sent, fmt.Errorf("before sending transaction %s: %w", signed.Hash().Hex(), err)
+			}
+		}
 		var h common.Hash
 		if err := c.call(ctx, &h, "eth_sendRawTransaction", hexutil.Bytes(raw)); err != nil {
 			return sent, fmt.Errorf("sending transaction (nonce %d): %w", signed.Nonce(), err)
@@ -438,6 +448,24 @@ func (c *Client) transact(ctx context.Context, signer Signer, req TxRequest, opt
 		return nil, err
 	}
 	return rs[0], nil
+}
+
+// Rebroadcast sends an already signed transaction again, e.g. one journaled
+// before an interrupted run. A node that already has it (in its pool or
+// mined) is not an error: the same bytes can only ever be mined once.
+func (c *Client) Rebroadcast(ctx context.Context, raw []byte) error {
+	var h common.Hash
+	err := c.call(ctx, &h, "eth_sendRawTransaction", hexutil.Bytes(raw))
+	if err == nil {
+		return nil
+	}
+	msg := strings.ToLower(err.Error())
+	for _, known := range []string{"already known", "already imported", "known transaction", "nonce too low", "already exists"} {
+		if strings.Contains(msg, known) {
+			return nil
+		}
+	}
+	return err
 }
 
 // WaitReceipt waits for a transaction sent earlier (e.g. recorded before an
