@@ -264,8 +264,42 @@ func redact(s, apiKey string) string {
 }
 
 // parseAPIError builds an APIError from any error body. It never fails:
-// unknown shapes keep the status text and a body snippet.
+// unknown shapes keep the status text and a body snippet. Should the server
+// echo the API key anywhere, it is redacted.
 func parseAPIError(method, path string, resp *response, apiKey string) *APIError {
+	e := parseErrorBody(method, path, resp, apiKey)
+	if apiKey != "" {
+		e.redact(apiKey)
+	}
+	return e
+}
+
+func (e *APIError) redact(key string) {
+	for _, s := range []*string{&e.Message, &e.ErrorCode, &e.Type, &e.Code, &e.RequestID, &e.Body, &e.StatusText} {
+		*s = redact(*s, key)
+	}
+	for i := range e.Suggestions {
+		e.Suggestions[i] = redact(e.Suggestions[i], key)
+	}
+	for i := range e.Details {
+		e.Details[i].Message = redact(e.Details[i].Message, key)
+		if v, ok := e.Details[i].Value.(string); ok {
+			e.Details[i].Value = redact(v, key)
+		}
+	}
+	for i := range e.ValidationErrors {
+		e.ValidationErrors[i].Msg = redact(e.ValidationErrors[i].Msg, key)
+		if v, ok := e.ValidationErrors[i].Input.(string); ok {
+			e.ValidationErrors[i].Input = redact(v, key)
+		}
+	}
+	for i := range e.Links {
+		e.Links[i].Label = redact(e.Links[i].Label, key)
+		e.Links[i].URL = redact(e.Links[i].URL, key)
+	}
+}
+
+func parseErrorBody(method, path string, resp *response, apiKey string) *APIError {
 	body := resp.body
 	e := &APIError{
 		Method:     method,
