@@ -142,10 +142,19 @@ var expansionRef = regexp.MustCompile(`(^|[^\\])\$(\(|\{?[A-Z0-9_])`)
 // double-quoted values are replaced with the value of NAME set earlier in
 // the same file, or with nothing (see EnvEntry.Interpolated).
 //
-// Entries come in file order. A key set twice in one file is an error, as is
+// Entries come in file order. A file that is not UTF-8, a key set twice in one file is an error, as is
 // every line godotenv would refuse; each error names the file and line and
 // never includes a value.
 func ParseDotenv(name string, data []byte) ([]EnvEntry, error) {
+	// godotenv would silently turn invalid UTF-8 in unquoted values into
+	// U+FFFD, so a Latin-1 file would send altered secrets.
+	if off := invalidUTF8Offset(data); off >= 0 {
+		return nil, &EnvError{
+			Source: EnvSource{File: name, Line: 1 + bytes.Count(data[:off], []byte{'\n'})},
+			Reason: "not valid UTF-8 (save the file as UTF-8)",
+			Err:    ErrInvalidUTF8,
+		}
+	}
 	src := bytes.ReplaceAll(data, []byte("\r\n"), []byte("\n"))
 	stmts, serr := scanDotenv(src)
 	if serr != nil {
