@@ -1,0 +1,688 @@
+package cvm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/core/types"
+
+	"github.com/cvmdeploy/cvmdeploy/deployer"
+	"github.com/cvmdeploy/cvmdeploy/kms"
+	"github.com/cvmdeploy/cvmdeploy/phala"
+)
+
+// Steps of a deployment, in order; they name journal boundaries.
+const (
+	StepProvision = "provision"
+	StepDeployTx  = "deploy-tx"
+	StepApp       = "app"
+	StepPubKey    = "pubkey"
+	StepCommit    = "commit"
+	StepRunning   = "running"
+)
+
+// Runner carries what a deployment talks to. Build one per command.
+type Runner struct {
+	// API is the Phala Cloud API (or the local cloud).
+	API *phala.Client
+	// RPCURL is the node of the KMS's chain; needed for an on-chain KMS.
+	RPCURL string
+	// Signer pays for and signs the AppAuth deployment.
+	Signer deployer.Signer
+	// Journals keeps the per-deployment journal; a zero Dir disables it.
+	Journals JournalStore
+	// Progress receives one human line per event (nil: silent).
+	Progress func(format string, args ...any)
+	// Explorer links a tx hash for known chains ("" when unknown).
+	Explorer func(chainID uint64, tx common.Hash) string
+	// AfterStep, when set, runs after each step is journaled; an error stops
+	// the run there (tests use it to inject failures at every boundary).
+	AfterStep func(step string) error
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+}
+
+// Result is what a deployment produced; its JSON form is the --json output.
+type Result struct {
+	Name            string   `json:"name"`
+	AppID           string   `json:"app_id"`
+	ContractAddress string   `json:"contract_address,omitempty"`
+	DeployerAddress string   `json:"deployer_address,omitempty"`
+	Owner           string   `json:"owner,omitempty"`
+	ComposeHash     string   `json:"compose_hash"`
+	KMSID           string   `json:"kms_id,omitempty"`
+	KMSContract     string   `json:"kms_contract,omitempty"`
+	ChainID         uint64   `json:"chain_id,omitempty"`
+	TxHash          string   `json:"tx_hash,omitempty"`
+	BlockNumber     uint64   `json:"block_number,omitempty"`
+	GasUsed         uint64   `json:"gas_used,omitempty"`
+	CVMID           string   `json:"cvm_id"`
+	VMUUID          string   `json:"vm_uuid,omitempty"`
+	Status          string   `json:"status"`
+	DashboardURL    string   `json:"dashboard_url,omitempty"`
+	KeyVerified     bool     `json:"kms_key_verified"`
+	Resumed         []string `json:"resumed_steps,omitempty"`
+	Journal         string   `json:"journal,omitempty"`
+	Warnings        []string `json:"warnings,omitempty"`
+}
+
+// run is the state of one Deploy call.
+type run struct {
+	*Runner
+	cfg     Config
+	in      *inputs
+	j       *Journal
+	path    string
+	res     *Result
+	chain   *deployer.Client
+}
+
+// Deploy takes a compose file and env to a committed (and, with cfg.Wait,
+// running) CVM: provision, AppAuth on-chain, verified env key, local
+// encryption, commit, wait. Every step that changed something remote is
+// journaled first, so a re-run resumes and never deploys or commits twice.
+func (r *Runner) Deploy(ctx context.Context, cfg Config) (*Result, error) {
+	in, err := cfg.load()
+	if err != nil {
+		return nil, err
+	}
+	// An on-chain KMS needs a signer and a node; say so before provisioning.
+	if in.kms.onChain() {
+		if r.Signer == nil {
+			return nil, errNoSigner
+		}
+		if r.RPCURL == "" {
+			return nil, fmt.Errorf("%w: --kms %s is an on-chain KMS: pass --rpc-url (or set ETH_RPC_URL) to a node of its chain", ErrInvalidConfig, cfg.KMS)
+		}
+	}
+	if cfg.DryRun {
+		return r.dryRun(ctx, cfg, in)
+	}
+	d := &run{Runner: r, cfg: cfg, in: in, res: &Result{Name: cfg.Name, Warnings: in.warnings}}
+	for _, w := range in.warnings {
+		d.say("warning: %s", w)
+	}
+	if err := d.openJournal(); err != nil {
+		return nil, err
+	}
+	defer d.closeChain()
+
+	if err := d.provision(ctx); err != nil {
+		return d.res, err
+	}
+	pubKey := derefOr(d.j.Provision.AppEnvEncryptKey, "")
+	if d.j.Provision.OnChain {
+		if err := d.connectChain(ctx); err != nil {
+			return d.res, err
+		}
+		if err := d.deployAppAuth(ctx); err != nil {
+			return d.res, err
+		}
+		if pubKey, err = d.appKey(ctx); err != nil {
+			return d.res, err
+		}
+	} else {
+		d.res.AppID = d.j.Provision.AppID
+	}
+	if err := d.commit(ctx, pubKey); err != nil {
+		return d.res, err
+	}
+	if cfg.Wait {
+		if err := d.waitRunning(ctx); err != nil {
+			return d.res, err
+		}
+	}
+	return d.res, nil
+}
+
+func derefOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func (d *run) say(format string, args ...any) {
+	if d.Progress != nil {
+		d.Progress(format, args...)
+	}
+}
+
+func (d *run) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+// openJournal loads the journal of an earlier run of the same deployment, or
+// starts a new one.
+func (d *run) openJournal() error {
+	d.j = &Journal{Name: d.cfg.Name, APIPrefix: d.API.BaseURL(), StartedAt: d.now().UTC(), Fingerprint: d.in.fingerprint}
+	if d.Journals.Dir == "" {
+		return nil
+	}
+	d.path = d.Journals.Path(d.API.BaseURL(), d.cfg.Name)
+	d.res.Journal = d.path
+	if d.cfg.Fresh {
+		if err := d.Journals.Remove(d.path); err != nil {
+			return err
+		}
+		return nil
+	}
+	prev, err := d.Journals.Load(d.path)
+	if err != nil {
+		return err
+	}
+	if prev == nil {
+		return nil
+	}
+	if prev.Fingerprint != d.in.fingerprint {
+		if prev.App != nil || prev.DeployTx != nil {
+			return fmt.Errorf("%w: the journal %s belongs to a deployment of %q started with other inputs (compose, env keys or KMS options changed) that already deployed AppAuth %s; restore the inputs to resume it, or re-run with --fresh to start a new deployment",
+				ErrInvalidConfig, d.path, d.cfg.Name, describeApp(prev))
+		}
+		d.say("inputs changed since the last run of %q; starting over (nothing had been sent on-chain)", d.cfg.Name)
+		return nil
+	}
+	d.say("resuming %q from %s", d.cfg.Name, d.path)
+	d.j = prev
+	return nil
+}
+
+func describeApp(j *Journal) string {
+	if j.App != nil {
+		return j.App.AppID
+	}
+	return "(transaction " + j.DeployTx.Hash + ")"
+}
+
+// save journals the current state, then runs the AfterStep hook.
+func (d *run) save(step string) error {
+	if d.Journals.Dir != "" {
+		if err := d.Journals.Save(d.path, d.j); err != nil {
+			return err
+		}
+	}
+	if d.AfterStep != nil {
+		return d.AfterStep(step)
+	}
+	return nil
+}
+
+// provision is step 1: POST /cvms/provision, or the journaled answer.
+func (d *run) provision(ctx context.Context) error {
+	if p := d.j.Provision; p != nil {
+		d.res.Resumed = append(d.res.Resumed, StepProvision)
+		d.say("✓ provisioned earlier: compose hash %s", p.ComposeHash)
+		d.fillFromProvision()
+		return nil
+	}
+	req, err := d.provisionRequest(ctx)
+	if err != nil {
+		return err
+	}
+	d.say("→ provisioning %q on %s", d.cfg.Name, d.API.BaseURL())
+	resp, err := d.API.Provision(ctx, req)
+	if err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
+	step := &ProvisionStep{
+		ComposeHash:   resp.ComposeHash,
+		OnChain:       resp.OnChain(),
+		ProvisionedAt: d.now().UTC(),
+	}
+	if resp.DeviceID != nil {
+		step.DeviceID = *resp.DeviceID
+	}
+	if resp.OSImageHash != nil {
+		step.OSImageHash = *resp.OSImageHash
+	}
+	if resp.InstanceType != nil {
+		step.InstanceType = *resp.InstanceType
+	}
+	if ki := resp.KMSInfo; ki != nil {
+		step.KMSID = ki.Ref()
+		if ki.ChainID != nil {
+			step.ChainID = uint64(*ki.ChainID)
+		}
+		if ki.KMSContractAddress != nil {
+			step.KMSContract = *ki.KMSContractAddress
+		}
+	}
+	if step.KMSID == "" && resp.KMSID != nil {
+		step.KMSID = *resp.KMSID
+	}
+	if resp.AppID != nil {
+		step.AppID = *resp.AppID
+	}
+	if resp.AppEnvEncryptPubkey != nil {
+		step.AppEnvEncryptKey = *resp.AppEnvEncryptPubkey
+	}
+	if step.OnChain {
+		if !common.IsHexAddress(step.KMSContract) {
+			return fmt.Errorf("provision answered an on-chain KMS without a valid contract address (%q)", step.KMSContract)
+		}
+		if d.cfg.ChainID != 0 && d.cfg.ChainID != step.ChainID {
+			return fmt.Errorf("%w: --chain says chain %d but the KMS %s lives on chain %d", ErrChainMismatch, d.cfg.ChainID, step.KMSID, step.ChainID)
+		}
+	} else if step.AppID == "" || step.AppEnvEncryptKey == "" {
+		return fmt.Errorf("provision answered neither an on-chain KMS (kms_info with chain and contract) nor a cloud-KMS app id and key")
+	}
+	d.j.Provision = step
+	d.fillFromProvision()
+	d.say("✓ provisioned: compose hash %s, device %s, KMS %s", step.ComposeHash, shortHex(step.DeviceID), describeKMS(step))
+	return d.save(StepProvision)
+}
+
+func describeKMS(p *ProvisionStep) string {
+	if !p.OnChain {
+		return "phala (cloud)"
+	}
+	return fmt.Sprintf("%s (contract %s, chain %d)", p.KMSID, p.KMSContract, p.ChainID)
+}
+
+func shortHex(s string) string {
+	if len(s) > 14 {
+		return s[:8] + "…" + s[len(s)-4:]
+	}
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func (d *run) fillFromProvision() {
+	p := d.j.Provision
+	d.res.ComposeHash = p.ComposeHash
+	d.res.KMSID = p.KMSID
+	d.res.ChainID = p.ChainID
+	d.res.KMSContract = p.KMSContract
+}
+
+func (d *run) provisionRequest(ctx context.Context) (phala.ProvisionRequest, error) {
+	cfg, in := d.cfg, d.in
+	req := phala.ProvisionRequest{
+		Name:         cfg.Name,
+		InstanceType: cfg.InstanceType,
+		NodeID:       cfg.NodeID,
+		Region:       cfg.Region,
+		Image:        cfg.Image,
+		Listed:       cfg.Listed,
+		KMS:          in.kms.Type,
+		ComposeFile: phala.ComposeFile{
+			DockerComposeFile: in.compose,
+			AllowedEnvs:       in.envKeys,
+			PreLaunchScript:   in.preLaunch,
+			Name:              "",
+			PublicLogs:        &cfg.PublicLogs,
+			PublicSysinfo:     &cfg.PublicSysinfo,
+		},
+	}
+	if cfg.DiskSize > 0 {
+		req.DiskSize = &cfg.DiskSize
+	}
+	if req.InstanceType == "" && req.VCPU == nil && req.Memory == nil {
+		req.InstanceType = "tdx.small" // what the SDK fills in
+	}
+	if in.kms.Slug != "" {
+		// A named KMS: ask the API what it is, so an unknown slug fails here,
+		// before anything is provisioned, and the type matches its chain.
+		info, err := d.API.GetKMS(ctx, in.kms.Slug)
+		if err != nil {
+			var ae *phala.APIError
+			if errors.As(err, &ae) && ae.IsNotFound() {
+				return req, fmt.Errorf("%w: --kms %q: no such KMS on %s (list them with GET /kms?is_onchain=true)", ErrInvalidConfig, in.kms.Slug, d.API.BaseURL())
+			}
+			return req, fmt.Errorf("look up KMS %q: %w", in.kms.Slug, err)
+		}
+		req.KMSID = in.kms.Slug
+		switch {
+		case !info.OnChain():
+			req.KMS = phala.KMSPhala
+		case info.ChainID != nil && *info.ChainID == 8453:
+			req.KMS = phala.KMSBase
+		default:
+			req.KMS = phala.KMSEthereum
+		}
+	}
+	if err := req.Check(); err != nil {
+		return req, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return req, nil
+}
+
+var errNoSigner = fmt.Errorf("%w: an on-chain KMS needs a signer to deploy the AppAuth: set PRIVATE_KEY, or use --private-key-file, --private-key-stdin or --keystore", ErrInvalidConfig)
+
+// ErrChainMismatch: the RPC node, --chain and the KMS disagree on the chain.
+var ErrChainMismatch = errors.New("chain mismatch")
+
+// connectChain dials the KMS's chain and checks it is the one the KMS is on.
+func (d *run) connectChain(ctx context.Context) error {
+	if d.RPCURL == "" {
+		return fmt.Errorf("%w: the KMS %s is on chain %d: pass --rpc-url (or set ETH_RPC_URL) to a node of that chain", ErrInvalidConfig, d.j.Provision.KMSID, d.j.Provision.ChainID)
+	}
+	c, err := deployer.Dial(ctx, d.RPCURL)
+	if err != nil {
+		return err
+	}
+	// Every batched preflight checks eth_chainId against the KMS's chain.
+	c.ExpectChainID = d.j.Provision.ChainID
+	d.chain = c
+	return nil
+}
+
+func (d *run) closeChain() {
+	if d.chain != nil {
+		d.chain.Close()
+	}
+}
+
+// deployAppAuth is step 2: the factory call, journaled from the moment the
+// transaction is signed, so a re-run waits for (or re-broadcasts) that same
+// transaction instead of deploying a second AppAuth.
+func (d *run) deployAppAuth(ctx context.Context) error {
+	p := d.j.Provision
+	kmsAddr := common.HexToAddress(p.KMSContract)
+	if a := d.j.App; a != nil {
+		d.res.Resumed = append(d.res.Resumed, StepApp)
+		d.say("✓ AppAuth deployed earlier: app id %s", a.AppID)
+		d.fillFromApp()
+		return nil
+	}
+	if t := d.j.DeployTx; t != nil {
+		d.res.Resumed = append(d.res.Resumed, StepDeployTx)
+		d.say("… AppAuth transaction %s was sent earlier: waiting for it instead of sending another", t.Hash)
+		dep, err := d.recoverDeployment(ctx, kmsAddr, t)
+		if err != nil {
+			return err
+		}
+		return d.recordApp(dep)
+	}
+	if d.Signer == nil {
+		return errNoSigner
+	}
+	cfg, err := d.deployConfig(kmsAddr)
+	if err != nil {
+		return err
+	}
+	opts := d.cfg.Tx
+	opts.OnSigned = func(tx *types.Transaction) error {
+		raw, err := tx.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		d.j.DeployTx = &TxStep{Hash: tx.Hash().Hex(), From: d.Signer.Address().Hex(), Nonce: tx.Nonce(), RawTx: hexutil.Encode(raw), SentAt: d.now().UTC()}
+		return d.save(StepDeployTx)
+	}
+	opts.OnSent = func(h common.Hash) {
+		d.say("→ AppAuth transaction sent: %s%s", h.Hex(), d.explorer(p.ChainID, h))
+	}
+	d.say("→ deploying the AppAuth through KMS %s on chain %d (owner %s)", kmsAddr.Hex(), p.ChainID, cfg.Owner.Hex())
+	dep, err := d.chain.DeployApp(ctx, d.Signer, cfg, opts)
+	if err != nil {
+		return fmt.Errorf("deploy AppAuth: %w", err)
+	}
+	return d.recordApp(dep)
+}
+
+func (d *run) explorer(chainID uint64, h common.Hash) string {
+	if d.Explorer == nil {
+		return ""
+	}
+	if u := d.Explorer(chainID, h); u != "" {
+		return " (" + u + ")"
+	}
+	return ""
+}
+
+func (d *run) deployConfig(kmsAddr common.Address) (deployer.DeployAppConfig, error) {
+	p := d.j.Provision
+	cfg := deployer.DeployAppConfig{
+		KMS:                kmsAddr,
+		Owner:              d.cfg.Owner,
+		AllowAnyDevice:     d.cfg.AllowAnyDevice,
+		DisableUpgrades:    d.cfg.DisableUpgrades,
+		RequireTcbUpToDate: d.cfg.RequireTcbUpToDate,
+	}
+	if cfg.Owner == (common.Address{}) {
+		cfg.Owner = d.Signer.Address()
+	}
+	hash, err := hexBytes32(p.ComposeHash)
+	if err != nil {
+		return cfg, fmt.Errorf("provision compose_hash: %w", err)
+	}
+	cfg.ComposeHash = hash
+	if p.DeviceID != "" {
+		dev, err := hexBytes32(p.DeviceID)
+		if err != nil {
+			return cfg, fmt.Errorf("provision device_id: %w", err)
+		}
+		cfg.DeviceID = dev
+	}
+	cfg = cfg.Normalized()
+	if err := cfg.Check(); err != nil {
+		return cfg, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return cfg, nil
+}
+
+// hexBytes32 reads a 32-byte value given as hex; shorter values are
+// right-padded with zeros, as the official SDK pads device ids.
+func hexBytes32(s string) ([32]byte, error) {
+	var out [32]byte
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
+	if len(s) > 64 || len(s)%2 != 0 {
+		return out, fmt.Errorf("%q is not 32 bytes of hex", s)
+	}
+	b, err := hexutil.Decode("0x" + s)
+	if err != nil {
+		return out, fmt.Errorf("%q is not hex: %w", s, err)
+	}
+	copy(out[:], b)
+	return out, nil
+}
+
+// recoverDeployment finishes a factory transaction journaled by an earlier
+// run: its receipt if mined; otherwise the same signed bytes are broadcast
+// again (same nonce: it can only ever be mined once) and awaited.
+func (d *run) recoverDeployment(ctx context.Context, kmsAddr common.Address, t *TxStep) (*deployer.AppDeployment, error) {
+	h := common.HexToHash(t.Hash)
+	dep, err := d.chain.AppDeploymentFromTx(ctx, kmsAddr, h)
+	if err == nil {
+		return dep, nil
+	}
+	if !errors.Is(err, deployer.ErrNotMined) {
+		return nil, fmt.Errorf("re-read AppAuth transaction %s: %w", t.Hash, err)
+	}
+	raw, derr := hexutil.Decode(t.RawTx)
+	if derr != nil {
+		return nil, fmt.Errorf("the journal's raw transaction is damaged (%v): check %s on an explorer, then re-run with --fresh only if it was never mined", derr, t.Hash)
+	}
+	if err := d.chain.Rebroadcast(ctx, raw); err != nil {
+		return nil, fmt.Errorf("re-broadcast AppAuth transaction %s: %w", t.Hash, err)
+	}
+	d.say("→ re-broadcast the journaled AppAuth transaction %s", t.Hash)
+	if _, err := d.chain.WaitReceipt(ctx, h, d.cfg.Tx); err != nil {
+		return nil, fmt.Errorf("wait for AppAuth transaction %s: %w", t.Hash, err)
+	}
+	return d.chain.AppDeploymentFromTx(ctx, kmsAddr, h)
+}
+
+func (d *run) recordApp(dep *deployer.AppDeployment) error {
+	d.j.App = &AppStep{
+		AppID:           dep.AppID.Hex(),
+		ContractAddress: dep.ContractAddress.Hex(),
+		DeployerAddress: dep.DeployerAddress.Hex(),
+		TxHash:          dep.TxHash.Hex(),
+		BlockNumber:     dep.BlockNumber,
+		GasUsed:         dep.GasUsed,
+	}
+	d.fillFromApp()
+	d.say("✓ AppAuth deployed: app id %s (block %d, gas %d)", dep.AppID.Hex(), dep.BlockNumber, dep.GasUsed)
+	return d.save(StepApp)
+}
+
+func (d *run) fillFromApp() {
+	a := d.j.App
+	d.res.AppID = a.AppID
+	d.res.ContractAddress = a.ContractAddress
+	d.res.DeployerAddress = a.DeployerAddress
+	d.res.TxHash = a.TxHash
+	d.res.BlockNumber = a.BlockNumber
+	d.res.GasUsed = a.GasUsed
+}
+
+// appKey is step 3: the app's env-encryption key from the API, checked
+// against the KMS root key the chain holds.
+func (d *run) appKey(ctx context.Context) (string, error) {
+	if k := d.j.PubKey; k != nil && (k.Verified || d.cfg.InsecureSkipKeyVerification) {
+		d.res.Resumed = append(d.res.Resumed, StepPubKey)
+		d.res.KeyVerified = k.Verified
+		return k.PublicKey, nil
+	}
+	p, app := d.j.Provision, d.j.App
+	key, err := d.API.AppPubKey(ctx, p.KMSID, app.AppID)
+	if err != nil {
+		return "", fmt.Errorf("fetch the app's env key: %w", err)
+	}
+	step := &PubKeyStep{PublicKey: key.PublicKey}
+	if d.cfg.InsecureSkipKeyVerification {
+		d.say("warning: --insecure-skip-kms-key-verification: trusting the API's env key without checking the KMS signature")
+	} else {
+		root, err := d.chain.KMSRootKey(ctx, common.HexToAddress(p.KMSContract))
+		if err != nil {
+			return "", fmt.Errorf("read the KMS root key on-chain: %w", err)
+		}
+		params := kms.VerifyParams{AppID: app.AppID, PublicKey: key.PublicKey, Signature: key.Signature, RootKey: root, Now: d.now()}
+		if key.Timestamp != nil && key.SignatureV1 != nil {
+			params.Timestamp, params.Signature = key.Timestamp, *key.SignatureV1
+		}
+		if err := kms.VerifyAppKey(params); err != nil {
+			return "", fmt.Errorf("%w: the env key the API returned for app %s is not signed by the KMS root key on chain %d: %w; nothing was encrypted or sent", ErrKeyVerification, app.AppID, p.ChainID, err)
+		}
+		step.Verified = true
+		step.RootKey = hexutil.Encode(root)
+		d.say("✓ env key verified against the KMS root key on-chain (%s)", shortHex(step.RootKey))
+	}
+	d.res.KeyVerified = step.Verified
+	d.j.PubKey = step
+	return key.PublicKey, d.save(StepPubKey)
+}
+
+// ErrKeyVerification: the app's env key is not signed by the on-chain KMS.
+var ErrKeyVerification = errors.New("KMS key verification failed")
+
+// commit is steps 4 and 5: encrypt the env locally and POST /cvms.
+func (d *run) commit(ctx context.Context, pubKey string) error {
+	if c := d.j.Commit; c != nil {
+		d.res.Resumed = append(d.res.Resumed, StepCommit)
+		d.say("✓ committed earlier: CVM %s", c.CVMID)
+		d.fillFromCommit()
+		return nil
+	}
+	p := d.j.Provision
+	req := phala.CommitRequest{ComposeHash: p.ComposeHash, KMSID: p.KMSID}
+	if p.OnChain {
+		req.AppID = d.j.App.AppID
+		req.ContractAddress = d.j.App.ContractAddress
+		req.DeployerAddress = d.j.App.DeployerAddress
+		req.EnvKeys = d.in.envKeys
+	} else {
+		req.AppID = p.AppID
+	}
+	// The on-chain branch always encrypts (even an empty list) as the
+	// official CLI does; the cloud KMS gets an env only when there is one.
+	if p.OnChain || len(d.in.env) > 0 {
+		enc, err := kms.EncryptEnv(d.in.env, pubKey)
+		if err != nil {
+			return fmt.Errorf("encrypt the env: %w", err)
+		}
+		req.EncryptedEnv = enc
+		d.say("✓ env encrypted locally (%d variables: %s)", len(d.in.env), strings.Join(d.in.envKeys, ", "))
+	}
+	d.say("→ committing the CVM")
+	cvm, err := d.API.Commit(ctx, req)
+	if err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	d.j.Commit = &CommitStep{CVMID: cvmRef(cvm), Status: cvm.Status}
+	if cvm.VMUUID != nil {
+		d.j.Commit.VMUUID = *cvm.VMUUID
+	}
+	if cvm.AppID != nil {
+		d.j.Commit.AppID = *cvm.AppID
+	}
+	d.fillFromCommit()
+	d.say("✓ committed: CVM %s, status %s", d.j.Commit.CVMID, cvm.Status)
+	return d.save(StepCommit)
+}
+
+// cvmRef is the id used in later /cvms/{id} calls.
+func cvmRef(c *phala.CVM) string {
+	if c.VMUUID != nil && *c.VMUUID != "" {
+		return *c.VMUUID
+	}
+	return c.ID.String()
+}
+
+func (d *run) fillFromCommit() {
+	c := d.j.Commit
+	d.res.CVMID = c.CVMID
+	d.res.VMUUID = c.VMUUID
+	d.res.Status = c.Status
+	if c.VMUUID != "" {
+		d.res.DashboardURL = phala.DashboardURL(c.VMUUID)
+	}
+	if d.res.AppID == "" {
+		d.res.AppID = c.AppID
+	}
+}
+
+// waitRunning is step 6: watch the CVM until it runs or fails to boot.
+func (d *run) waitRunning(ctx context.Context) error {
+	if d.j.Status == StepRunning {
+		d.res.Status = "running"
+		return nil
+	}
+	if d.cfg.WaitTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d.cfg.WaitTimeout)
+		defer cancel()
+	}
+	d.say("… waiting for CVM %s to run", d.j.Commit.CVMID)
+	last := ""
+	st, err := d.API.WatchState(ctx, d.j.Commit.CVMID, "running", func(s phala.CVMState) {
+		if s.Status != last {
+			last = s.Status
+			if s.BootProgress != "" {
+				d.say("  status %s (%s)", s.Status, s.BootProgress)
+			} else {
+				d.say("  status %s", s.Status)
+			}
+		}
+	})
+	if err != nil {
+		var be *phala.BootError
+		if errors.As(err, &be) {
+			d.res.Status = be.State.Status
+			d.j.Commit.Status = be.State.Status
+			_ = d.save("boot-failed")
+			return fmt.Errorf("%w: %w", ErrBootFailed, err)
+		}
+		return fmt.Errorf("wait for CVM %s: %w", d.j.Commit.CVMID, err)
+	}
+	d.res.Status = st.Status
+	d.j.Commit.Status = st.Status
+	d.j.Status = StepRunning
+	d.say("✓ CVM %s is %s", d.j.Commit.CVMID, st.Status)
+	return d.save(StepRunning)
+}
+
+// ErrBootFailed: the CVM was committed but did not boot.
+var ErrBootFailed = errors.New("CVM failed to boot")
