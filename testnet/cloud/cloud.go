@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -501,7 +502,25 @@ func (s *Server) fault() int {
 	return 0
 }
 
+// constantTimeEqual compares digests so neither content nor length leaks
+// through timing.
 func constantTimeEqual(a, b string) bool {
 	ha, hb := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
-	return ha == hb
+	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
+}
+
+// Counts is how much state the cloud holds; tests use it to check that a
+// rejected request stored nothing.
+type Counts struct {
+	Provisions int // cached provisions (unexpired)
+	CVMs       int
+	Updates    int // pending compose updates (commit tokens)
+}
+
+// Counts returns the current state sizes.
+func (s *Server) Counts() Counts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dropExpiredLocked(time.Now())
+	return Counts{Provisions: len(s.provisions), CVMs: len(s.cvms), Updates: len(s.updates)}
 }
