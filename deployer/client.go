@@ -85,6 +85,10 @@ func (c *Client) RPC() *rpc.Client { return c.rpc }
 // Eth exposes an ethclient on the same connection.
 func (c *Client) Eth() *ethclient.Client { return c.eth }
 
+// ChainID is the chain id the last preflight or read got from the node;
+// zero before the first one.
+func (c *Client) ChainID() uint64 { return c.chainID.Load() }
+
 // URL is the redacted node URL.
 func (c *Client) URL() string { return c.url }
 
