@@ -137,3 +137,40 @@ func TestSnippetRedactsKeyAndTruncates(t *testing.T) {
 		t.Fatalf("snippet = %q", s)
 	}
 }
+
+func TestErrorMessages(t *testing.T) {
+	reg := &RegistrationRequiredError{APIError: &APIError{Method: "PATCH", Path: "/cvms/a", Status: 465, Message: "register first"},
+		Required: ComposeHashRegistrationRequired{ComposeHash: hashA, AppID: "21db43cdd6fbd4998ff67af132f953747bfacb97"}}
+	tests := []struct {
+		name string
+		err  error
+		want []string
+	}{
+		{"boot error", &BootError{CVMID: "app_1", State: CVMState{Status: "stopped", BootError: "Compose hash not allowed"}},
+			[]string{"CVM app_1 failed to boot", `"stopped"`, "Compose hash not allowed"}},
+		{"boot error without text", &BootError{CVMID: "x", State: CVMState{Status: "failed"}}, []string{"no boot_error given"}},
+		{"watch error", &WatchError{CVMID: "x", Target: "running", Streams: 2, Last: &CVMState{Status: "starting"}, Err: &StreamError{Message: "kms down"}},
+			[]string{`did not reach "running" after 2 watch stream(s)`, `last status "starting"`, "kms down"}},
+		{"watch error without state", &WatchError{CVMID: "x", Target: "running", Streams: 1}, []string{"no state seen"}},
+		{"registration required", reg, []string{"HTTP 465", "register first", "0x" + hashA, "on-chain first"}},
+		{"decode error", &DecodeError{Method: "GET", Path: "/kms", Status: 200, ContentType: "text/html", Err: errors.New("boom")},
+			[]string{"GET /kms: HTTP 200: unexpected response: boom", `content type "text/html"`}},
+		{"network error", &NetworkError{Method: "POST", Path: "/cvms", Err: errors.New("connection reset")}, []string{"POST /cvms: connection reset"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			msg := tt.err.Error()
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Fatalf("%q does not contain %q", msg, w)
+				}
+			}
+		})
+	}
+	if !errors.Is(reg, ErrRegistrationRequired) {
+		t.Fatal("RegistrationRequiredError does not match ErrRegistrationRequired")
+	}
+	if (&APIError{Status: 429}).IsRateLimited() != true || (&APIError{Status: 500}).IsRateLimited() {
+		t.Fatal("IsRateLimited")
+	}
+}

@@ -196,3 +196,14 @@ func TestCancelledContextStopsRetries(t *testing.T) {
 		t.Fatalf("%d requests after cancel", rec.count())
 	}
 }
+
+func TestSleepCtx(t *testing.T) {
+	if err := sleepCtx(context.Background(), time.Millisecond); err != nil {
+		t.Fatalf("sleepCtx = %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := sleepCtx(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Fatalf("sleepCtx on a cancelled context = %v", err)
+	}
+}

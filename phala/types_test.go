@@ -483,3 +483,25 @@ func TestPatchCVMRequestAllowedEnvs(t *testing.T) {
 		})
 	}
 }
+
+func TestCommitRequestDecodesCLIBody(t *testing.T) {
+	// The commit body of CLI 1.1.18 (reference §15.A.3), plus a member from
+	// a newer client that must survive a decode/encode round trip.
+	body := `{"app_id":"` + appIDCS + `","encrypted_env":"ab12","compose_hash":"` + hashA + `","kms_id":"kms-test-local",` +
+		`"contract_address":"` + appIDCS + `","deployer_address":"0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266","future_flag":true}`
+	var r CommitRequest
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.AppID != appIDCS || r.ContractAddress != appIDCS || r.KMSID != "kms-test-local" || r.EncryptedEnv != "ab12" || string(r.Extra["future_flag"]) != "true" {
+		t.Fatalf("decoded %+v", r)
+	}
+	if err := r.Check(); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	b, err := marshalJSON(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonEqual(t, b, body)
+}

@@ -188,6 +188,9 @@ func (c *Client) watchStream(ctx context.Context, id, path, target string, o Wat
 	}
 	// The server ends the stream itself after StreamTimeout; the margin
 	// only guards against one that never does.
+	if c.cfg.APIKey == "" {
+		return streamFatal, CVMState{}, fmt.Errorf("phala: GET %s: %w", path, ErrMissingAPIKey)
+	}
 	sctx, cancel := context.WithTimeout(ctx, o.StreamTimeout+30*time.Second)
 	defer cancel()
 	hreq, err := http.NewRequestWithContext(sctx, http.MethodGet, c.url(path, q), nil)
@@ -196,9 +199,6 @@ func (c *Client) watchStream(ctx context.Context, id, path, target string, o Wat
 	}
 	c.setHeaders(hreq.Header, "text/event-stream")
 	hreq.Header.Set("Cache-Control", "no-cache")
-	if c.cfg.APIKey == "" {
-		return streamFatal, CVMState{}, fmt.Errorf("phala: GET %s: %w", path, ErrMissingAPIKey)
-	}
 	resp, err := c.stream.Do(hreq)
 	if err != nil {
 		if ctx.Err() != nil {
