@@ -34,14 +34,14 @@ type Config struct {
 	// KMS is "base", "ethereum", "phala" or the slug of a specific KMS.
 	KMS string
 
-	InstanceType string
-	NodeID       *int64
-	Image        string
-	Region       string
-	DiskSize     int // GB, 0 = the service's default
-	PublicLogs   bool
+	InstanceType  string
+	NodeID        *int64
+	Image         string
+	Region        string
+	DiskSize      int // GB, 0 = the service's default
+	PublicLogs    bool
 	PublicSysinfo bool
-	Listed       bool
+	Listed        bool
 
 	// Owner of the AppAuth; zero means the signer. A Safe address is fine:
 	// the factory is permissionless and only later admin calls need the owner.

@@ -74,12 +74,12 @@ type Result struct {
 // run is the state of one Deploy call.
 type run struct {
 	*Runner
-	cfg     Config
-	in      *inputs
-	j       *Journal
-	path    string
-	res     *Result
-	chain   *deployer.Client
+	cfg   Config
+	in    *inputs
+	j     *Journal
+	path  string
+	res   *Result
+	chain *deployer.Client
 }
 
 // Deploy takes a compose file and env to a committed (and, with cfg.Wait,
