@@ -479,3 +479,98 @@ func TestBootFailureAfterHashRemoved(t *testing.T) {
 		t.Fatalf("the boot error does not say why: %v", err)
 	}
 }
+
+func TestUpdateWithNewComposeHash(t *testing.T) {
+	e := newEnv(t)
+	r := e.runner(t)
+	res, err := r.Deploy(context.Background(), e.config("update-app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newCompose := filepath.Join(e.dir, "v2.yml")
+	writeFile(t, newCompose, testCompose+"  worker:\n    image: busybox:1.36\n")
+	up, err := r.Update(context.Background(), cvm.UpdateConfig{CVM: res.CVMID, ComposeFile: newCompose, EnvFiles: []string{e.envFile}, Wait: true})
+	if err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	if up.ComposeHash == "" || up.ComposeHash == res.ComposeHash {
+		t.Fatalf("update compose hash %q (was %q)", up.ComposeHash, res.ComposeHash)
+	}
+	if len(up.OnChain) != 1 || up.OnChain[0].Function != "addComposeHash" || up.OnChain[0].TxHash == "" {
+		t.Fatalf("on-chain calls %+v, want one addComposeHash sent", up.OnChain)
+	}
+	if up.Status != "running" {
+		t.Fatalf("status %q", up.Status)
+	}
+	// Running it again pays nothing: the hash is already allowed.
+	again, err := r.Update(context.Background(), cvm.UpdateConfig{CVM: res.CVMID, ComposeFile: newCompose, EnvFiles: []string{e.envFile}})
+	if err != nil {
+		t.Fatalf("second update: %v", err)
+	}
+	for _, c := range again.OnChain {
+		if c.TxHash != "" {
+			t.Fatalf("the second update sent %s again", c.Function)
+		}
+	}
+}
+
+func TestUpdateEnvOnlyNeedsNoTransaction(t *testing.T) {
+	e := newEnv(t)
+	r := e.runner(t)
+	res, err := r.Deploy(context.Background(), e.config("env-update-app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce, _ := e.eth.NonceAt(context.Background(), e.ln.DevAccount.Address, nil)
+	up, err := r.Update(context.Background(), cvm.UpdateConfig{CVM: res.CVMID, EnvFlags: []string{"GREETING=new", "DB_PASSWORD=rotated"}})
+	if err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	if len(up.OnChain) != 0 || up.CorrelationID == "" {
+		t.Fatalf("env-only update: %+v", up)
+	}
+	if after, _ := e.eth.NonceAt(context.Background(), e.ln.DevAccount.Address, nil); after != nonce {
+		t.Fatal("an env-only update sent a transaction")
+	}
+}
+
+func TestPrepareOnlyThenCommitUpdate(t *testing.T) {
+	e := newEnv(t)
+	r := e.runner(t)
+	res, err := r.Deploy(context.Background(), e.config("multisig-app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newCompose := filepath.Join(e.dir, "v2.yml")
+	writeFile(t, newCompose, testCompose+"  cache:\n    image: redis:7\n")
+	nonce, _ := e.eth.NonceAt(context.Background(), e.ln.DevAccount.Address, nil)
+	prep, err := r.Update(context.Background(), cvm.UpdateConfig{CVM: res.CVMID, ComposeFile: newCompose, EnvFiles: []string{e.envFile}, PrepareOnly: true})
+	if err != nil {
+		t.Fatalf("prepare: %v", err)
+	}
+	if prep.CommitToken == "" || prep.Status != "prepared" || len(prep.OnChain) != 1 || prep.OnChain[0].TxHash != "" {
+		t.Fatalf("prepare result %+v", prep)
+	}
+	if after, _ := e.eth.NonceAt(context.Background(), e.ln.DevAccount.Address, nil); after != nonce {
+		t.Fatal("--prepare-only sent a transaction")
+	}
+	// The "multisig" executes the prepared call: here the owner sends its
+	// calldata as is.
+	chain, err := deployer.Dial(context.Background(), e.ln.RPCURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chain.Close()
+	to := common.HexToAddress(prep.OnChain[0].To)
+	rcpt, err := chain.Transact(context.Background(), r.Signer, deployer.TxRequest{To: &to, Data: common.FromHex(prep.OnChain[0].Data)}, deployer.TxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := r.CommitUpdate(context.Background(), res.CVMID, prep.CommitToken, prep.ComposeHash, rcpt.TxHash.Hex())
+	if err != nil {
+		t.Fatalf("commit-update: %v", err)
+	}
+	if out.CorrelationID == "" {
+		t.Fatalf("commit-update answer %+v", out)
+	}
+}
