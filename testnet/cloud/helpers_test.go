@@ -240,3 +240,5 @@ func logHas(t *testing.T, parts ...string) string {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func cryptoKey() (*ecdsa.PrivateKey, error) { return crypto.GenerateKey() }
