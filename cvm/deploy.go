@@ -43,6 +43,10 @@ type Runner struct {
 	// AfterStep, when set, runs after each step is journaled; an error stops
 	// the run there (tests use it to inject failures at every boundary).
 	AfterStep func(step string) error
+	// Confirm, when set, is asked before the first transaction is signed;
+	// an error stops the run with nothing sent (the CLI prompts on a
+	// terminal before spending mainnet gas).
+	Confirm func(ctx context.Context, chainID uint64, action string) error
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 }
@@ -411,6 +415,12 @@ func (d *run) deployAppAuth(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if d.Confirm != nil {
+		action := fmt.Sprintf("deploy the AppAuth of %q through KMS %s (owner %s, paid by %s)", d.cfg.Name, kmsAddr.Hex(), cfg.Owner.Hex(), d.Signer.Address().Hex())
+		if err := d.Confirm(ctx, p.ChainID, action); err != nil {
+			return err
+		}
+	}
 	opts := d.cfg.Tx
 	opts.OnSigned = func(tx *types.Transaction) error {
 		raw, err := tx.MarshalBinary()
@@ -604,7 +614,7 @@ func (d *run) commit(ctx context.Context, pubKey string) error {
 			return fmt.Errorf("encrypt the env: %w", err)
 		}
 		req.EncryptedEnv = enc
-		d.say("✓ env encrypted locally (%d variables: %s)", len(d.in.env), strings.Join(d.in.envKeys, ", "))
+		d.say("✓ env encrypted locally (%d %s: %s)", len(d.in.env), plural(len(d.in.env), "variable", "variables"), strings.Join(d.in.envKeys, ", "))
 	}
 	d.say("→ committing the CVM")
 	cvm, err := d.API.Commit(ctx, req)

@@ -226,6 +226,15 @@ func (r *Runner) Update(ctx context.Context, cfg UpdateConfig) (*UpdateResult, e
 	if r.Signer == nil {
 		return nil, fmt.Errorf("%w: compose hash %s must be allowed on AppAuth %s: set PRIVATE_KEY (or --private-key-file, --keystore), or use --prepare-only for a multisig owner", ErrInvalidConfig, reg.ComposeHash, app.Hex())
 	}
+	if len(calls) > 0 && r.Confirm != nil {
+		names := make([]string, len(calls))
+		for i, c := range calls {
+			names[i] = c.Name
+		}
+		if err := r.Confirm(ctx, res.ChainID, fmt.Sprintf("send %s to AppAuth %s", strings.Join(names, " and "), app.Hex())); err != nil {
+			return res, err
+		}
+	}
 	txHash := phala.AlreadyRegistered
 	for i, c := range calls {
 		opts := cfg.Tx

@@ -1,0 +1,447 @@
+package commands
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/urfave/cli/v2"
+
+	"github.com/cvmdeploy/cvmdeploy/cvm"
+	"github.com/cvmdeploy/cvmdeploy/deployer"
+	"github.com/cvmdeploy/cvmdeploy/phala"
+	"github.com/cvmdeploy/cvmdeploy/testnet"
+)
+
+func init() {
+	registerCommands(func() []*cli.Command {
+		return []*cli.Command{deployCommand(), updateCommand(), commitUpdateCommand(), provisionCommand(), commitCommand()}
+	})
+	exitClassifiers = append(exitClassifiers, classifyFlowError)
+}
+
+// classifyFlowError maps the deploy flow's and the API client's errors.
+func classifyFlowError(err error) int {
+	var ae *phala.APIError
+	var ne *phala.NetworkError
+	var be *phala.BootError
+	switch {
+	case errors.Is(err, cvm.ErrInvalidConfig), errors.Is(err, phala.ErrInvalidInput):
+		return ExitUsage
+	case errors.Is(err, cvm.ErrBootFailed), errors.As(err, &be):
+		return ExitBoot
+	case errors.Is(err, cvm.ErrKeyVerification), errors.Is(err, cvm.ErrChainMismatch):
+		return ExitVerify
+	case errors.Is(err, phala.ErrMissingAPIKey):
+		return ExitAuth
+	case errors.As(err, &ae):
+		if ae.IsAuth() {
+			return ExitAuth
+		}
+		return ExitAPI
+	case errors.As(err, &ne):
+		return ExitNetwork
+	}
+	var de *phala.DecodeError
+	if errors.As(err, &de) {
+		return ExitAPI
+	}
+	return 0
+}
+
+// apiFlags select the Phala Cloud API. The key is only read from the
+// environment: a flag would leak it to shell history and ps.
+func apiFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "api-prefix", EnvVars: []string{phala.EnvAPIPrefix}, Value: phala.DefaultBaseURL, Usage: "Phala Cloud API base URL (the key comes from " + phala.EnvAPIKey + ")"},
+		&cli.StringFlag{Name: "api-version", EnvVars: []string{"PHALA_CLOUD_API_VERSION"}, Value: phala.DefaultVersion, Usage: "X-Phala-Version header sent with every request"},
+	}
+}
+
+func apiClient(c *cli.Context) (*phala.Client, error) {
+	cfg := phala.Config{
+		BaseURL: strings.TrimSpace(c.String("api-prefix")),
+		APIKey:  strings.TrimSpace(os.Getenv(phala.EnvAPIKey)),
+		Version: c.String("api-version"),
+	}
+	cl, err := phala.New(cfg)
+	if err != nil {
+		return nil, &UsageError{Err: err}
+	}
+	return cl, nil
+}
+
+// flowFlags are shared by deploy and update: env input and key checking.
+func envFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "env-file", Aliases: []string{"e"}, Usage: "a .env file with the app's secrets (repeatable; later files win)"},
+		&cli.StringSliceFlag{Name: "env", Usage: "KEY=VALUE for the app (repeatable; wins over --env-file). Prefer files: argv is visible to other users"},
+		&cli.BoolFlag{Name: "allow-missing-env", Usage: "let ${VAR} references in the compose file through without a value"},
+		&cli.BoolFlag{Name: "insecure-skip-kms-key-verification", Usage: "DANGEROUS: trust the API's env-encryption key without checking its signature against the KMS root key on-chain"},
+	}
+}
+
+func deployCommand() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "compose", Usage: "docker-compose file of the app (required)"},
+		&cli.StringFlag{Name: "name", Aliases: []string{"n"}, Usage: "CVM name (5-63 characters; default: the compose file's folder name)"},
+		&cli.StringFlag{Name: "kms", Value: "phala", Usage: "KMS: base, ethereum, phala (cloud KMS) or a KMS slug"},
+		&cli.StringFlag{Name: "pre-launch-script", Usage: "script run before the containers start"},
+		&cli.StringFlag{Name: "instance-type", Aliases: []string{"t"}, Usage: "instance type, e.g. tdx.small (the default), tdx.medium"},
+		&cli.Int64Flag{Name: "node-id", Usage: "node to deploy on (default: chosen by the service)"},
+		&cli.StringFlag{Name: "image", Usage: "OS image, e.g. dstack-0.5.5 (default: chosen by the service)"},
+		&cli.StringFlag{Name: "region", Usage: "region for automatic node selection"},
+		&cli.IntFlag{Name: "disk-size", Usage: "disk size in GB"},
+		&cli.BoolFlag{Name: "public-logs", Value: true, Usage: "make the container logs public"},
+		&cli.BoolFlag{Name: "public-sysinfo", Value: true, Usage: "make the system information public"},
+		&cli.BoolFlag{Name: "listed", Usage: "list the app on the Trust Center"},
+		&cli.StringFlag{Name: "owner", Usage: "owner of the AppAuth contract (default: the signer; a Safe address works)"},
+		&cli.BoolFlag{Name: "allow-any-device", Usage: "let the app boot on any node (default: only the provisioned node's device)"},
+		&cli.BoolFlag{Name: "disable-upgrades", Usage: "make the AppAuth contract non-upgradeable"},
+		&cli.BoolFlag{Name: "require-tcb-up-to-date", Usage: "only boot on nodes whose TCB status is UpToDate (6-argument factory)"},
+		&cli.BoolFlag{Name: "wait", Usage: "wait until the CVM runs (or fails to boot)"},
+		&cli.StringFlag{Name: "wait-timeout", Value: "10m", Usage: "how long --wait waits"},
+		&cli.BoolFlag{Name: "dry-run", Usage: "provision, simulate the AppAuth deployment and encrypt, but send no transaction and commit nothing"},
+		&cli.BoolFlag{Name: "fresh", Usage: "forget the journal of an earlier run of this deployment and start over"},
+		&cli.StringFlag{Name: "journal-dir", EnvVars: []string{"CVMDEPLOY_STATE_DIR"}, Usage: "where deployment journals live (default ~/.local/state/cvmdeploy)"},
+		&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask before spending gas on a mainnet (required off a terminal)"},
+		&cli.BoolFlag{Name: "dev", Usage: "deploy on a throwaway local testnet started in-process (embedded chain + local cloud): no account, no key, nothing to install"},
+		jsonFlag(), quietFlag(),
+	}
+	flags = append(flags, envFlags()...)
+	flags = append(flags, apiFlags()...)
+	flags = append(flags, rpcFlagsOptional()...)
+	flags = append(flags, signerFlags()...)
+	flags = append(flags, txFlags()...)
+	return &cli.Command{
+		Name:  "deploy",
+		Usage: "deploy a docker-compose app to a CVM: provision, AppAuth on-chain, verified env key, local encryption, commit",
+		Description: `Runs the whole two-phase flow. Progress goes to stderr, the result to stdout.
+Every step that changes something remotely is journaled first; re-running the
+same command resumes where it stopped and never deploys or commits twice.`,
+		Flags:  flags,
+		Action: runDeploy,
+	}
+}
+
+// rpcFlagsOptional are rpcFlags for commands where a node is only needed
+// for an on-chain KMS.
+func rpcFlagsOptional() []cli.Flag { return rpcFlags() }
+
+// flowSetup is what deploy-like commands share.
+type flowSetup struct {
+	runner *cvm.Runner
+	dev    *testnet.Localnet
+	chain  *deployer.Chain
+}
+
+func (s *flowSetup) close() {
+	if s.dev != nil {
+		s.dev.Close()
+	}
+}
+
+// newFlowSetup builds the runner from the flags (or from a --dev testnet).
+func newFlowSetup(c *cli.Context, needSigner bool) (*flowSetup, error) {
+	p := newProgress(c)
+	s := &flowSetup{runner: &cvm.Runner{Progress: p.Printf, Explorer: explorerLink}}
+	if name := c.String("chain"); name != "" {
+		ch, err := deployer.LookupChain(name)
+		if err != nil {
+			return nil, &UsageError{Err: fmt.Errorf("--chain: %w", err)}
+		}
+		s.chain = &ch
+	}
+	if c.Bool("dev") {
+		return s, s.startDev(c, p)
+	}
+	api, err := apiClient(c)
+	if err != nil {
+		return nil, err
+	}
+	s.runner.API = api
+	s.runner.RPCURL = strings.TrimSpace(c.String("rpc-url"))
+	if needSigner && signerGiven(c) {
+		signer, err := loadSigner(c)
+		if err != nil {
+			return nil, err
+		}
+		s.runner.Signer = signer
+	}
+	return s, nil
+}
+
+// signerGiven reports whether any key source is configured; without one,
+// the flow asks for it only if the KMS turns out to be on-chain.
+func signerGiven(c *cli.Context) bool {
+	return os.Getenv(privateKeyEnv) != "" || c.String("private-key-file") != "" || c.Bool("private-key-stdin") || c.String("keystore") != ""
+}
+
+// startDev starts the embedded chain and local cloud for --dev and points
+// the runner at them with the testnet's funded dev account.
+func (s *flowSetup) startDev(c *cli.Context, p *progress) error {
+	start := time.Now()
+	p.Printf("▶ starting a local testnet: embedded go-ethereum chain + local Phala Cloud (nothing leaves this machine)")
+	ctx, cancel := context.WithTimeout(c.Context, 2*time.Minute)
+	defer cancel()
+	ln, err := testnet.StartLocalnet(ctx, testnet.LocalnetConfig{Embedded: true})
+	if err != nil {
+		return fmt.Errorf("start the local testnet: %w", err)
+	}
+	s.dev = ln
+	api, err := phala.New(phala.Config{BaseURL: ln.APIPrefix, APIKey: ln.APIKey})
+	if err != nil {
+		return err
+	}
+	s.runner.API = api
+	s.runner.RPCURL = ln.RPCURL
+	s.runner.Signer = deployer.NewKeySigner(ln.DevAccount.PrivateKey)
+	p.Printf("  chain %d at %s, KMS %s, cloud %s (ready in %s)", ln.ChainID, ln.RPCURL, ln.KMSContract.Hex(), ln.APIPrefix, time.Since(start).Round(time.Millisecond))
+	p.Printf("  dev account %s (funded, key kept in memory)", ln.DevAccount.Address.Hex())
+	return nil
+}
+
+func explorerLink(chainID uint64, h common.Hash) string {
+	if ch, ok := deployer.ChainByID(chainID); ok {
+		return ch.TxURL(h)
+	}
+	return ""
+}
+
+// confirmSpend asks before spending gas on a mainnet: on a terminal it
+// prompts; off a terminal it refuses unless --yes (a CI job must say so).
+func confirmSpend(c *cli.Context) func(ctx context.Context, chainID uint64, action string) error {
+	return func(ctx context.Context, chainID uint64, action string) error {
+		if c.Bool("yes") || (chainID != 1 && chainID != 8453) {
+			return nil
+		}
+		ch, _ := deployer.ChainByID(chainID)
+		if !stdinIsTerminal(c) {
+			return &UsageError{Err: fmt.Errorf("refusing to %s on %s without --yes: it spends real gas, and there is no terminal to ask", action, ch)}
+		}
+		fmt.Fprintf(c.App.ErrWriter, "About to %s on %s. This spends real gas. Continue? [y/N] ", action, ch)
+		line, _ := bufio.NewReader(c.App.Reader).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+			return &UsageError{Err: errors.New("cancelled: nothing was sent")}
+		}
+		return nil
+	}
+}
+
+func runDeploy(c *cli.Context) error {
+	cfg, err := deployConfigFromFlags(c, true)
+	if err != nil {
+		return err
+	}
+	s, err := newFlowSetup(c, true)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	r := s.runner
+	r.Confirm = confirmSpend(c)
+	if s.dev != nil {
+		if !c.IsSet("kms") {
+			cfg.KMS = s.dev.KMSID
+		}
+		cfg.Wait = true
+		// Each --dev run has a brand-new chain: a journal could not resume
+		// anything, so it lives in a folder removed afterwards.
+		dir, err := os.MkdirTemp("", "cvmdeploy-dev-journal-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		r.Journals = cvm.JournalStore{Dir: dir}
+	} else if !cfg.DryRun {
+		dir := c.String("journal-dir")
+		if dir == "" {
+			if dir, err = cvm.DefaultJournalDir(); err != nil {
+				return err
+			}
+		} else {
+			dir = filepath.Join(dir, "deployments")
+		}
+		r.Journals = cvm.JournalStore{Dir: dir}
+	}
+	if cfg.DryRun {
+		out, err := r.DryRun(c.Context, cfg)
+		if err != nil {
+			return err
+		}
+		return printDryRun(c, out)
+	}
+	res, err := r.Deploy(c.Context, cfg)
+	if err != nil {
+		if res != nil && res.Journal != "" && exitCode(c.Context, err) != ExitUsage {
+			newProgress(c).Printf("hint: progress is saved in %s; re-run the same command to continue (--fresh starts over)", res.Journal)
+		}
+		return err
+	}
+	if s.dev != nil {
+		res.DashboardURL = "" // a local CVM has no page on the portal
+		res.Journal = ""
+	}
+	return printDeployResult(c, res)
+}
+
+// deployConfigFromFlags reads the deploy flags; withTx also reads the
+// transaction flags (provision has none).
+func deployConfigFromFlags(c *cli.Context, withTx bool) (cvm.Config, error) {
+	cfg := cvm.Config{
+		Name:                        c.String("name"),
+		ComposeFile:                 c.String("compose"),
+		PreLaunchScriptFile:         c.String("pre-launch-script"),
+		EnvFiles:                    c.StringSlice("env-file"),
+		EnvFlags:                    c.StringSlice("env"),
+		KMS:                         c.String("kms"),
+		InstanceType:                c.String("instance-type"),
+		Image:                       c.String("image"),
+		Region:                      c.String("region"),
+		DiskSize:                    c.Int("disk-size"),
+		PublicLogs:                  c.Bool("public-logs"),
+		PublicSysinfo:               c.Bool("public-sysinfo"),
+		Listed:                      c.Bool("listed"),
+		AllowAnyDevice:              c.Bool("allow-any-device"),
+		DisableUpgrades:             c.Bool("disable-upgrades"),
+		RequireTcbUpToDate:          c.Bool("require-tcb-up-to-date"),
+		Wait:                        c.Bool("wait"),
+		DryRun:                      c.Bool("dry-run"),
+		Fresh:                       c.Bool("fresh"),
+		AllowMissingEnv:             c.Bool("allow-missing-env"),
+		InsecureSkipKeyVerification: c.Bool("insecure-skip-kms-key-verification"),
+	}
+	if cfg.ComposeFile == "" {
+		return cfg, &UsageError{Err: errors.New("--compose is required: the docker-compose.yml of the app")}
+	}
+	if cfg.Name == "" {
+		cfg.Name = defaultName(cfg.ComposeFile)
+	}
+	if c.IsSet("node-id") {
+		n := c.Int64("node-id")
+		cfg.NodeID = &n
+	}
+	if s := c.String("owner"); s != "" {
+		a, err := parseAddress("--owner", s)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Owner = a
+	}
+	if name := c.String("chain"); name != "" {
+		ch, err := deployer.LookupChain(name)
+		if err != nil {
+			return cfg, &UsageError{Err: fmt.Errorf("--chain: %w", err)}
+		}
+		cfg.ChainID = ch.ID
+	}
+	if !withTx {
+		return cfg, nil
+	}
+	d, err := time.ParseDuration(c.String("wait-timeout"))
+	if err != nil || d <= 0 {
+		return cfg, &UsageError{Err: fmt.Errorf("--wait-timeout %q: want a duration such as 10m", c.String("wait-timeout"))}
+	}
+	cfg.WaitTimeout = d
+	if cfg.Tx, err = txOptionsFromFlags(c, nil); err != nil {
+		return cfg, err
+	}
+	cfg.Tx.OnSent = nil // the flow prints sent hashes itself, with the chain it knows
+	return cfg, nil
+}
+
+// defaultName turns the compose file's folder into a CVM name, as the
+// official CLI does with the working directory.
+func defaultName(composePath string) string {
+	abs, err := filepath.Abs(composePath)
+	if err != nil {
+		return ""
+	}
+	base := strings.ToLower(filepath.Base(filepath.Dir(abs)))
+	var b strings.Builder
+	for _, r := range base {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case b.Len() > 0 && !strings.HasSuffix(b.String(), "-"):
+			b.WriteByte('-')
+		}
+	}
+	name := strings.Trim(b.String(), "-")
+	if name == "" || !(name[0] >= 'a' && name[0] <= 'z') {
+		name = "app-" + name
+	}
+	for len(name) < 5 {
+		name += "-app"
+	}
+	if len(name) > 63 {
+		name = strings.TrimRight(name[:63], "-")
+	}
+	return name
+}
+
+func printDeployResult(c *cli.Context, res *cvm.Result) error {
+	r := newResult()
+	r.set("name", res.Name)
+	r.set("app_id", res.AppID)
+	if res.ContractAddress != "" {
+		r.set("contract_address", res.ContractAddress)
+		r.set("deployer_address", res.DeployerAddress)
+	}
+	r.set("compose_hash", res.ComposeHash)
+	r.set("kms_id", res.KMSID)
+	if res.ChainID != 0 {
+		r.set("chain_id", res.ChainID)
+		r.set("kms_contract", res.KMSContract)
+	}
+	if res.TxHash != "" {
+		r.set("tx_hash", res.TxHash)
+		r.set("block_number", res.BlockNumber)
+		r.set("gas_used", res.GasUsed)
+	}
+	r.set("kms_key_verified", res.KeyVerified)
+	r.set("cvm_id", res.CVMID)
+	r.set("vm_uuid", res.VMUUID)
+	r.set("status", res.Status)
+	if res.DashboardURL != "" {
+		r.set("dashboard_url", res.DashboardURL)
+	}
+	if len(res.Resumed) > 0 {
+		r.set("resumed_steps", res.Resumed)
+	}
+	if res.Journal != "" {
+		r.set("journal", res.Journal)
+	}
+	if len(res.Warnings) > 0 {
+		r.set("warnings", res.Warnings)
+	}
+	return printResult(c, r)
+}
+
+func printDryRun(c *cli.Context, out *cvm.DryRunResult) error {
+	r := newResult()
+	r.set("name", out.Name)
+	r.set("dry_run", true)
+	r.set("compose_hash", out.ComposeHash)
+	r.set("kms_id", out.KMSID)
+	r.set("on_chain", out.OnChain)
+	if out.Simulation != nil {
+		r.set("predicted_app_id", out.PredictedAppID)
+		r.set("chain_id", out.Simulation.ChainID)
+		r.set("gas_limit", out.Simulation.GasLimit)
+		r.set("estimated_cost_wei", out.EstimatedCostWei)
+		r.set("estimated_cost_eth", out.EstimatedCostETH)
+	}
+	r.set("env_keys", out.EnvKeys)
+	r.set("commit_request", out.CommitRequest)
+	if len(out.Warnings) > 0 {
+		r.set("warnings", out.Warnings)
+	}
+	return printResult(c, r)
+}

@@ -1,0 +1,273 @@
+package commands
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/urfave/cli/v2"
+
+	"github.com/cvmdeploy/cvmdeploy/cvm"
+	"github.com/cvmdeploy/cvmdeploy/safetx"
+)
+
+func updateCommand() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "cvm", Usage: "the CVM to update: id, UUID, name or app id (required)"},
+		&cli.StringFlag{Name: "compose", Usage: "the new docker-compose file"},
+		&cli.StringFlag{Name: "pre-launch-script", Usage: "the new pre-launch script"},
+		&cli.BoolFlag{Name: "prepare-only", Usage: "stop at the commit token and print the on-chain calls for a multisig owner (nothing is sent)"},
+		&cli.StringFlag{Name: "safe", Usage: "with --prepare-only: the Safe that owns the AppAuth; writes a Safe Transaction Builder file"},
+		&cli.StringFlag{Name: "safe-file", Value: "safe-transactions.json", Usage: "where --safe writes the Transaction Builder file"},
+		&cli.BoolFlag{Name: "wait", Usage: "wait until the CVM runs again"},
+		&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask before spending gas on a mainnet (required off a terminal)"},
+		jsonFlag(), quietFlag(),
+	}
+	flags = append(flags, envFlags()...)
+	flags = append(flags, apiFlags()...)
+	flags = append(flags, rpcFlagsOptional()...)
+	flags = append(flags, signerFlags()...)
+	flags = append(flags, txFlags()...)
+	return &cli.Command{
+		Name:  "update",
+		Usage: "update a CVM's compose file and/or env; allows the new compose hash on-chain when needed",
+		Description: `Sends PATCH /cvms/{id}. When the new compose hash must be allowed on-chain
+(HTTP 465), adds the node's device (if needed) and the hash to the AppAuth,
+then confirms. Whatever is already allowed on-chain is not sent again, so a
+re-run never pays twice. An env-only update that keeps the key set needs no
+transaction. --prepare-only prints the commit token and the calls for a
+multisig; finish with 'cvmdeploy commit-update'.`,
+		Flags:  flags,
+		Action: runUpdate,
+	}
+}
+
+func runUpdate(c *cli.Context) error {
+	cfg := cvm.UpdateConfig{
+		CVM:                         c.String("cvm"),
+		ComposeFile:                 c.String("compose"),
+		PreLaunchScriptFile:         c.String("pre-launch-script"),
+		EnvFiles:                    c.StringSlice("env-file"),
+		EnvFlags:                    c.StringSlice("env"),
+		PrepareOnly:                 c.Bool("prepare-only"),
+		Wait:                        c.Bool("wait"),
+		AllowMissingEnv:             c.Bool("allow-missing-env"),
+		InsecureSkipKeyVerification: c.Bool("insecure-skip-kms-key-verification"),
+	}
+	var safe common.Address
+	if s := c.String("safe"); s != "" {
+		if !cfg.PrepareOnly {
+			return &UsageError{Err: errors.New("--safe goes with --prepare-only: the Safe executes the calls, not this tool")}
+		}
+		a, err := parseAddress("--safe", s)
+		if err != nil {
+			return err
+		}
+		safe = a
+	}
+	var err error
+	if cfg.Tx, err = txOptionsFromFlags(c, nil); err != nil {
+		return err
+	}
+	cfg.Tx.OnSent = nil // the flow prints each sent hash itself
+	s, err := newFlowSetup(c, !cfg.PrepareOnly)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	s.runner.Confirm = confirmSpend(c)
+	if s.chain != nil {
+		cfg.ChainID = s.chain.ID
+	}
+	res, err := s.runner.Update(c.Context, cfg)
+	if err != nil {
+		return err
+	}
+	if safe != (common.Address{}) && len(res.OnChain) > 0 {
+		calls := make([]safetx.Call, len(res.OnChain))
+		for i, oc := range res.OnChain {
+			calls[i] = safetx.Call{To: common.HexToAddress(oc.To), Data: common.FromHex(oc.Data)}
+		}
+		b, err := safetx.New(res.ChainID, safe, "cvmdeploy: allow compose hash "+res.ComposeHash[:12], "Allows the new compose hash of CVM "+res.CVMID+" on its AppAuth. Then run: cvmdeploy commit-update --cvm "+res.CVMID+" --token <token> --compose-hash "+res.ComposeHash+" --transaction-hash <safe tx hash>", time.Now(), calls...)
+		if err != nil {
+			return err
+		}
+		data, err := b.JSON()
+		if err != nil {
+			return err
+		}
+		if err := writePrivateFile(c.String("safe-file"), data); err != nil {
+			return err
+		}
+		newProgress(c).Printf("✓ Safe Transaction Builder file written: %s", c.String("safe-file"))
+	}
+	r := newResult()
+	r.set("cvm_id", res.CVMID)
+	r.set("app_id", res.AppID)
+	r.set("status", res.Status)
+	if res.ComposeHash != "" {
+		r.set("compose_hash", res.ComposeHash)
+	}
+	if res.CorrelationID != "" {
+		r.set("correlation_id", res.CorrelationID)
+	}
+	if res.CommitToken != "" {
+		r.set("commit_token", res.CommitToken)
+	}
+	if res.ChainID != 0 {
+		r.set("chain_id", res.ChainID)
+	}
+	if len(res.OnChain) > 0 {
+		r.set("onchain_calls", res.OnChain)
+	}
+	if len(res.Warnings) > 0 {
+		r.set("warnings", res.Warnings)
+	}
+	return printResult(c, r)
+}
+
+func commitUpdateCommand() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "cvm", Usage: "the CVM (required)"},
+		&cli.StringFlag{Name: "token", Usage: "the commit token from update --prepare-only (required)"},
+		&cli.StringFlag{Name: "compose-hash", Usage: "the compose hash that was allowed on-chain (required)"},
+		&cli.StringFlag{Name: "transaction-hash", Usage: "the transaction that allowed it, or already-registered (required)"},
+		jsonFlag(), quietFlag(),
+	}
+	flags = append(flags, apiFlags()...)
+	return &cli.Command{
+		Name:   "commit-update",
+		Usage:  "finish an update prepared with update --prepare-only, once the multisig executed the on-chain calls",
+		Flags:  flags,
+		Action: runCommitUpdate,
+	}
+}
+
+func runCommitUpdate(c *cli.Context) error {
+	api, err := apiClient(c)
+	if err != nil {
+		return err
+	}
+	r := &cvm.Runner{API: api}
+	out, err := r.CommitUpdate(c.Context, c.String("cvm"), c.String("token"), c.String("compose-hash"), c.String("transaction-hash"))
+	if err != nil {
+		return err
+	}
+	return printResult(c, newResult().set("cvm_id", c.String("cvm")).set("correlation_id", out.CorrelationID).set("status", out.Status))
+}
+
+func provisionCommand() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "save the provision result to this file for 'cvmdeploy commit'"},
+	}
+	deploy := deployCommand()
+	for _, f := range deploy.Flags {
+		switch f.Names()[0] {
+		case "compose", "name", "kms", "pre-launch-script", "instance-type", "node-id", "image", "region", "disk-size",
+			"public-logs", "public-sysinfo", "listed", "env-file", "env", "allow-missing-env", "api-prefix", "api-version", "json", "quiet":
+			flags = append(flags, f)
+		}
+	}
+	return &cli.Command{
+		Name:  "provision",
+		Usage: "phase one only: provision the CVM and print (and save) the compose hash, device and KMS",
+		Description: `For workflows that split the deploy: provision here, deploy the AppAuth
+(e.g. from a Safe with 'cvmdeploy app deploy --calldata-only'), then
+'cvmdeploy commit --provision FILE --app-id ...'.`,
+		Flags:  flags,
+		Action: runProvision,
+	}
+}
+
+func runProvision(c *cli.Context) error {
+	cfg, err := deployConfigFromFlags(c, false)
+	if err != nil {
+		return err
+	}
+	api, err := apiClient(c)
+	if err != nil {
+		return err
+	}
+	r := &cvm.Runner{API: api, Progress: newProgress(c).Printf}
+	pf, err := r.Provision(c.Context, cfg)
+	if err != nil {
+		return err
+	}
+	if out := c.String("out"); out != "" {
+		if err := cvm.SaveProvisionFile(out, pf); err != nil {
+			return err
+		}
+		newProgress(c).Printf("✓ saved to %s", out)
+	}
+	p := pf.Provision
+	res := newResult().set("name", pf.Name).set("compose_hash", p.ComposeHash).set("device_id", p.DeviceID).
+		set("kms_id", p.KMSID).set("on_chain", p.OnChain).set("env_keys", pf.EnvKeys)
+	if p.OnChain {
+		res.set("chain_id", p.ChainID).set("kms_contract", p.KMSContract)
+	} else {
+		res.set("app_id", p.AppID)
+	}
+	return printResult(c, res)
+}
+
+func commitCommand() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "provision", Aliases: []string{"p"}, Usage: "the file 'cvmdeploy provision --out' wrote (required)"},
+		&cli.StringFlag{Name: "app-id", Usage: "the deployed AppAuth's address (on-chain KMS)"},
+		&cli.StringFlag{Name: "contract-address", Usage: "the AppAuth contract (default: the app id)"},
+		&cli.StringFlag{Name: "deployer-address", Usage: "the account that deployed the AppAuth"},
+		&cli.BoolFlag{Name: "wait", Usage: "wait until the CVM runs"},
+		jsonFlag(), quietFlag(),
+	}
+	flags = append(flags, envFlags()...)
+	flags = append(flags, apiFlags()...)
+	flags = append(flags, rpcFlagsOptional()...)
+	return &cli.Command{
+		Name:   "commit",
+		Usage:  "phase two only: verify the app's env key on-chain, encrypt the env and commit a provisioned CVM",
+		Flags:  flags,
+		Action: runCommit,
+	}
+}
+
+func runCommit(c *cli.Context) error {
+	if c.String("provision") == "" {
+		return &UsageError{Err: errors.New("--provision is required: the file written by 'cvmdeploy provision --out'")}
+	}
+	pf, err := cvm.LoadProvisionFile(c.String("provision"))
+	if err != nil {
+		return err
+	}
+	api, err := apiClient(c)
+	if err != nil {
+		return err
+	}
+	if api.BaseURL() != pf.APIPrefix {
+		return &UsageError{Err: fmt.Errorf("the provision file was made on %s, but the API prefix is %s", pf.APIPrefix, api.BaseURL())}
+	}
+	r := &cvm.Runner{API: api, RPCURL: c.String("rpc-url"), Progress: newProgress(c).Printf}
+	res, err := r.Commit(c.Context, cvm.CommitConfig{
+		Provision:                   pf,
+		AppID:                       c.String("app-id"),
+		ContractAddress:             c.String("contract-address"),
+		DeployerAddress:             c.String("deployer-address"),
+		EnvFiles:                    c.StringSlice("env-file"),
+		EnvFlags:                    c.StringSlice("env"),
+		Wait:                        c.Bool("wait"),
+		InsecureSkipKeyVerification: c.Bool("insecure-skip-kms-key-verification"),
+	})
+	if err != nil {
+		return err
+	}
+	return printDeployResult(c, res)
+}
+
+// writePrivateFile writes data readable by the owner only.
+func writePrivateFile(path string, data []byte) error {
+	if err := os.WriteFile(path, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
