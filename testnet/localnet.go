@@ -27,6 +27,12 @@ import (
 // allows: a fixed stand-in for the digest of dstack-0.5.5.
 var DefaultOSImageHash = common.Hash(sha256.Sum256([]byte("cvmdeploy local testnet / os image / " + cloud.DefaultOSImageName)))
 
+// anvilTestKey0 is the first key of anvil's (and Hardhat's) public test
+// mnemonic. It is not a secret: every Ethereum developer's local chain has
+// it. The embedded chain funds its address, so the dev account is the same
+// well-known account on anvil and on the embedded chain.
+const anvilTestKey0 = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+
 // devFunding is what the embedded chain's dev account receives.
 var devFunding = new(big.Int).Mul(big.NewInt(10_000), big.NewInt(params.Ether))
 
@@ -212,16 +218,16 @@ func StartLocalnet(ctx context.Context, cfg LocalnetConfig) (_ *Localnet, err er
 	return l, nil
 }
 
-// fundDevAccount creates a fresh user account on the embedded chain and
-// sends it ether from the chain's dev key.
+// fundDevAccount funds anvil's well-known first test account on the
+// embedded chain from the chain's dev key.
 func (l *Localnet) fundDevAccount(ctx context.Context, from DevAccount) (DevAccount, error) {
-	key, err := crypto.GenerateKey()
+	key, err := crypto.HexToECDSA(anvilTestKey0)
 	if err != nil {
 		return DevAccount{}, fmt.Errorf("localnet: dev account: %w", err)
 	}
 	dev := DevAccount{Address: crypto.PubkeyToAddress(key.PublicKey), PrivateKey: key}
 	_, err = l.client.Transact(ctx, deployer.NewKeySigner(from.PrivateKey),
-		deployer.TxRequest{To: &dev.Address, Value: devFunding, Role: "the dev account"}, deployer.TxOptions{})
+		deployer.TxRequest{To: &dev.Address, Value: devFunding, Role: "the dev account", SkipCodeCheck: true}, deployer.TxOptions{})
 	if err != nil {
 		return DevAccount{}, fmt.Errorf("localnet: fund dev account: %w", err)
 	}
