@@ -186,13 +186,8 @@ func StartLocalnet(ctx context.Context, cfg LocalnetConfig) (_ *Localnet, err er
 		if err := l.takeOverKMS(ctx, cfg.KMSContract, l.RootPublicKey); err != nil {
 			return nil, err
 		}
-	} else {
-		d, err := l.client.DeployKMS(ctx, deployer.NewKeySigner(owner.PrivateKey), deployer.KMSDeployConfig{
-			RootKey: l.RootPublicKey, OSImageHashes: [][32]byte{l.OSImageHash}}, deployer.TxOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("localnet: deploy KMS: %w", err)
-		}
-		l.KMSContract, l.KMSOwner = d.KMSContract, d.Owner
+	} else if err := l.deployKMS(ctx, owner, cfg.Embedded); err != nil {
+		return nil, err
 	}
 	if cfg.Embedded {
 		if l.DevAccount, err = l.fundDevAccount(ctx, owner); err != nil {
@@ -216,6 +211,39 @@ func StartLocalnet(ctx context.Context, cfg LocalnetConfig) (_ *Localnet, err er
 	}
 	l.Cloud, l.APIPrefix, l.DeviceID = srv, srv.APIPrefix(), srv.DeviceID()
 	return l, nil
+}
+
+// deployKMS deploys a fresh KMS with the cloud's root key and OS image. On
+// anvil the five transactions go out as one batch. The embedded chain gets
+// the setters as separate, estimated transactions after the deployment: a
+// batch whose setters were sent before the proxy was mined was seen to
+// revert there once under load, and the start-up cost is the same.
+func (l *Localnet) deployKMS(ctx context.Context, owner DevAccount, sequential bool) error {
+	signer := deployer.NewKeySigner(owner.PrivateKey)
+	cfg := deployer.KMSDeployConfig{RootKey: l.RootPublicKey, OSImageHashes: [][32]byte{l.OSImageHash}}
+	if sequential {
+		cfg = deployer.KMSDeployConfig{}
+	}
+	d, err := l.client.DeployKMS(ctx, signer, cfg, deployer.TxOptions{})
+	if err != nil {
+		return fmt.Errorf("localnet: deploy KMS: %w", err)
+	}
+	l.KMSContract, l.KMSOwner = d.KMSContract, d.Owner
+	if !sequential {
+		return nil
+	}
+	kb := bindings.NewDstackKms()
+	info := bindings.DstackKmsKmsInfo{K256Pubkey: l.RootPublicKey, CaPubkey: []byte{}, Quote: []byte{}, Eventlog: []byte{}}
+	for _, step := range []struct {
+		what string
+		data []byte
+	}{{"setKmsInfo", kb.PackSetKmsInfo(info)}, {"addOsImageHash", kb.PackAddOsImageHash(l.OSImageHash)}} {
+		kms := l.KMSContract
+		if _, err := l.client.Transact(ctx, signer, deployer.TxRequest{To: &kms, Data: step.data, Role: "the new KMS"}, deployer.TxOptions{}); err != nil {
+			return fmt.Errorf("localnet: %s: %w", step.what, err)
+		}
+	}
+	return nil
 }
 
 // fundDevAccount funds anvil's well-known first test account on the

@@ -1,0 +1,155 @@
+package commands
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cvmdeploy/cvmdeploy/testnet"
+	"github.com/cvmdeploy/cvmdeploy/testnet/cloud"
+)
+
+func init() {
+	registerCommands(func() []*cli.Command {
+		return []*cli.Command{{
+			Name:  "testnet",
+			Usage: "local chain with a DstackKms and a local Phala Cloud, to rehearse deployments",
+			Subcommands: []*cli.Command{{
+				Name:  "up",
+				Usage: "start anvil (or an embedded chain, or a fork), deploy the KMS and serve the local cloud until interrupted",
+				Description: "Starts anvil (installed on first use), or with --embedded an in-process go-ethereum dev chain that needs\n" +
+					"nothing but Go; deploys DstackKms with the local KMS root key and OS image; serves the Phala Cloud API\n" +
+					"on 127.0.0.1 under /api/v1. With --fork-url it forks a live chain and takes over the KMS named by\n" +
+					"--kms-contract there (impersonating its owner on the fork). Prints rpc_url, chain_id, kms_contract,\n" +
+					"kms_id, api_prefix, api_key and dev_account, then the export lines (on stderr with --json), and\n" +
+					"runs until interrupted. The cloud's event log (on-chain checks, env keys; never values) goes to stderr.",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "embedded", Usage: "run the in-process go-ethereum dev chain instead of anvil"},
+					&cli.StringFlag{Name: "fork-url", Usage: "fork this chain with anvil (e.g. a Base or Sepolia RPC) and use its KMS"},
+					&cli.StringFlag{Name: "kms-contract", Usage: "the DstackKms on the forked chain (with --fork-url)"},
+					&cli.StringFlag{Name: "block-time", Usage: "seconds between blocks (e.g. 1 or 0.5); default: a block per transaction"},
+					&cli.Uint64Flag{Name: "chain-id", Usage: "chain id of a fresh chain (default 31337)"},
+					&cli.StringFlag{Name: "api-key", Usage: "API key the local cloud accepts (default: a random phak_local_… key)"},
+					&cli.StringFlag{Name: "listen", Value: "127.0.0.1:0", Usage: "address of the local cloud (default: a free port on 127.0.0.1)"},
+					jsonFlag(),
+					quietFlag(),
+				},
+				Action: testnetUp,
+			}},
+		}}
+	})
+}
+
+// testnetConfig reads the flags into a LocalnetConfig.
+func testnetConfig(c *cli.Context) (testnet.LocalnetConfig, error) {
+	cfg := testnet.LocalnetConfig{
+		Embedded: c.Bool("embedded"),
+		ForkURL:  strings.TrimSpace(c.String("fork-url")),
+		ChainID:  c.Uint64("chain-id"),
+		APIKey:   c.String("api-key"),
+		Addr:     c.String("listen"),
+	}
+	if c.IsSet("kms-contract") {
+		addr, err := parseAddress("kms-contract", c.String("kms-contract"))
+		if err != nil {
+			return cfg, err
+		}
+		cfg.KMSContract = addr
+	}
+	if s := c.String("block-time"); s != "" {
+		secs, err := strconv.ParseFloat(s, 64)
+		if err != nil || secs < 0 || secs > 3600 {
+			return cfg, &UsageError{Err: fmt.Errorf("--block-time %q: want seconds between 0 and 3600", s)}
+		}
+		cfg.BlockTime = time.Duration(secs * float64(time.Second))
+	}
+	if !strings.HasPrefix(cfg.Addr, "127.") && !strings.HasPrefix(cfg.Addr, "localhost:") && !strings.HasPrefix(cfg.Addr, "[::1]:") {
+		return cfg, &UsageError{Err: fmt.Errorf("--listen %q: the local cloud serves loopback addresses only", cfg.Addr)}
+	}
+	if err := cfg.Check(); err != nil {
+		return cfg, &UsageError{Err: err}
+	}
+	return cfg, nil
+}
+
+func testnetUp(c *cli.Context) error {
+	cfg, err := testnetConfig(c)
+	if err != nil {
+		return err
+	}
+	stderr := c.App.ErrWriter
+	var eventLog io.Writer = stderr
+	if c.Bool("quiet") {
+		eventLog = io.Discard
+	}
+	cfg.Cloud = cloud.Config{Log: eventLog}
+	progress := newProgress(c)
+	what := "anvil"
+	switch {
+	case cfg.Embedded:
+		what = "the embedded chain"
+	case cfg.ForkURL != "":
+		what = "anvil (fork)"
+	}
+	progress.Printf("starting %s, the KMS and the local cloud...", what)
+	start := time.Now()
+	ln, err := testnet.StartLocalnet(c.Context, cfg)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = ln.Close() }()
+	elapsed := time.Since(start)
+
+	r := newResult().
+		set("rpc_url", ln.RPCURL).
+		set("chain_id", ln.ChainID).
+		set("kms_contract", ln.KMSContract.Hex()).
+		set("kms_id", ln.KMSID).
+		set("api_prefix", ln.APIPrefix).
+		set("api_key", ln.APIKey).
+		set("dev_account", ln.DevAccount.Address.Hex()).
+		set("kms_owner", ln.KMSOwner.Hex()).
+		set("device_id", fmt.Sprintf("%x", ln.DeviceID[:])).
+		set("os_image_hash", fmt.Sprintf("%x", ln.OSImageHash[:])).
+		set("forked", ln.Forked).
+		set("started_in_ms", elapsed.Milliseconds())
+	if err := printResult(c, r); err != nil {
+		return err
+	}
+	// The export lines go with the human output on stdout; with --json,
+	// stdout stays one document.
+	exportTo := c.App.Writer
+	if c.Bool("json") {
+		exportTo = stderr
+	}
+	if !c.Bool("json") {
+		fmt.Fprintln(exportTo)
+	}
+	for _, line := range ln.ExportLines() {
+		fmt.Fprintln(exportTo, line)
+	}
+	if !c.Bool("json") {
+		fmt.Fprintln(exportTo, "# funded dev account "+ln.DevAccount.Address.Hex()+" is account 0 of anvil's public test mnemonic")
+	}
+	progress.Printf("testnet up in %s; press Ctrl-C to stop", elapsed.Round(time.Millisecond))
+
+	var chainDone <-chan struct{}
+	if a, ok := ln.Chain.(*testnet.Anvil); ok {
+		chainDone = a.Done()
+	}
+	select {
+	case <-c.Context.Done():
+		progress.Printf("stopping the testnet")
+		if err := ln.Close(); err != nil {
+			return fmt.Errorf("testnet: shutting down: %w", err)
+		}
+		return nil
+	case <-chainDone:
+		return errors.New("testnet: the chain (anvil) exited unexpectedly")
+	}
+}
