@@ -84,6 +84,19 @@ func checkSignature(sig []byte) error {
 	return nil
 }
 
+// ParseSignature decodes a KMS signature given as hex ("0x" optional) and
+// checks its form: 65 bytes r ‖ s ‖ v, v in {0, 1}, 1 ≤ r, s < n.
+func ParseSignature(s string) ([]byte, error) {
+	sig, err := decodeHex(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidSignature, err)
+	}
+	if err := checkSignature(sig); err != nil {
+		return nil, err
+	}
+	return sig, nil
+}
+
 // RecoverAppKeySigner recovers the secp256k1 key that signed pubKey (the
 // app's 32-byte X25519 env-encryption key) for appID, and returns it in
 // 33-byte compressed form. timestamp selects the v1 message; nil the legacy
@@ -157,11 +170,7 @@ func (p VerifyParams) Check() error {
 	if _, err := ParseX25519PublicKey(p.PublicKey); err != nil {
 		return err
 	}
-	sig, err := decodeHex(p.Signature)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidSignature, err)
-	}
-	if err := checkSignature(sig); err != nil {
+	if _, err := ParseSignature(p.Signature); err != nil {
 		return err
 	}
 	if _, err := NormalizeRootKey(p.RootKey); err != nil {
@@ -227,7 +236,7 @@ func VerifyAppKey(p VerifyParams) error {
 	}
 	root, _ := NormalizeRootKey(p.RootKey) // checked above
 	pub, _ := ParseX25519PublicKey(p.PublicKey)
-	sig, _ := decodeHex(p.Signature)
+	sig, _ := ParseSignature(p.Signature)
 
 	if p.Timestamp != nil {
 		if err := checkFreshness(p); err != nil {
