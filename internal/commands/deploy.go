@@ -246,6 +246,7 @@ func runDeploy(c *cli.Context) error {
 	defer s.close()
 	r := s.runner
 	r.Confirm = confirmSpend(c)
+	r.AfterStep = testStopAfter()
 	if s.dev != nil {
 		if !c.IsSet("kms") {
 			cfg.KMS = s.dev.KMSID
@@ -444,4 +445,27 @@ func printDryRun(c *cli.Context, out *cvm.DryRunResult) error {
 		r.set("warnings", out.Warnings)
 	}
 	return printResult(c, r)
+}
+
+// testStopEnv names a hook for tests only (documented as such in README.md):
+// "STEP" makes deploy fail right after STEP is journaled, "STEP:exit" ends
+// the process there with exit code 99, as a crash or a killed CI job would.
+// STEP is one of provision, deploy-tx, app, pubkey, commit, running.
+const testStopEnv = "CVMDEPLOY_TEST_STOP_AFTER"
+
+func testStopAfter() func(step string) error {
+	v := os.Getenv(testStopEnv)
+	if v == "" {
+		return nil
+	}
+	step, mode, _ := strings.Cut(v, ":")
+	return func(s string) error {
+		if s != step {
+			return nil
+		}
+		if mode == "exit" {
+			os.Exit(99)
+		}
+		return fmt.Errorf("stopped after step %s (%s is set)", s, testStopEnv)
+	}
 }

@@ -1,0 +1,335 @@
+package commands_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/ethclient"
+
+	"github.com/cvmdeploy/cvmdeploy/internal/commands"
+	"github.com/cvmdeploy/cvmdeploy/testnet"
+)
+
+const flowCompose = `services:
+  app:
+    image: ghcr.io/example/app:1.0
+    environment:
+      - API_TOKEN=${API_TOKEN}
+      - LOG_LEVEL=${LOG_LEVEL:-info}
+`
+
+const flowSecret = "tok_live_4b9f2c7e1d-not-for-logs"
+
+// flowEnv is a local testnet (anvil + local cloud) with the environment a
+// user would export, and an app folder.
+type flowEnv struct {
+	ln       *testnet.Localnet
+	dir      string
+	compose  string
+	envFile  string
+	eth      *ethclient.Client
+	keyHex   string
+	journals string
+}
+
+func newFlowEnv(t *testing.T) *flowEnv {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := testnet.LocalnetConfig{}
+	cfg.Cloud.BootStep = 10 * time.Millisecond
+	ln, err := testnet.StartLocalnet(ctx, cfg)
+	if err != nil {
+		t.Fatalf("start localnet: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	dir := t.TempDir()
+	f := &flowEnv{ln: ln, dir: dir, compose: filepath.Join(dir, "docker-compose.yml"), envFile: filepath.Join(dir, "prod.env"), journals: filepath.Join(dir, "state")}
+	mustWrite(t, f.compose, flowCompose)
+	mustWrite(t, f.envFile, "API_TOKEN="+flowSecret+"\n")
+	if f.eth, err = ethclient.Dial(ln.RPCURL); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.eth.Close)
+	f.keyHex = fmt.Sprintf("%x", crypto.FromECDSA(ln.DevAccount.PrivateKey))
+	t.Setenv("PHALA_CLOUD_API_PREFIX", ln.APIPrefix)
+	t.Setenv("PHALA_CLOUD_API_KEY", ln.APIKey)
+	t.Setenv("ETH_RPC_URL", ln.RPCURL)
+	t.Setenv("PRIVATE_KEY", f.keyHex)
+	t.Setenv("CVMDEPLOY_STATE_DIR", f.journals)
+	return f
+}
+
+func mustWrite(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// jsonDoc parses stdout as exactly one JSON document.
+func jsonDoc(t *testing.T, r cliRun) map[string]any {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	var doc map[string]any
+	if err := dec.Decode(&doc); err != nil {
+		t.Fatalf("stdout is not JSON: %v\nstdout:\n%s\nstderr:\n%s", err, r.stdout, r.stderr)
+	}
+	if dec.More() {
+		t.Fatalf("stdout holds more than one JSON document:\n%s", r.stdout)
+	}
+	return doc
+}
+
+func (f *flowEnv) deployments(t *testing.T) int {
+	t.Helper()
+	logs, err := f.eth.FilterLogs(context.Background(), ethereum.FilterQuery{
+		FromBlock: big.NewInt(0),
+		Addresses: []common.Address{f.ln.KMSContract},
+		Topics:    [][]common.Hash{{crypto.Keccak256Hash([]byte("AppDeployedViaFactory(address,address)"))}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(logs)
+}
+
+func (f *flowEnv) deployArgs(name string, extra ...string) []string {
+	return append([]string{"deploy", "--compose", f.compose, "--env-file", f.envFile, "--name", name, "--kms", "ethereum", "--wait", "--json"}, extra...)
+}
+
+func TestCLIDeployOnChainJSON(t *testing.T) {
+	f := newFlowEnv(t)
+	r := runCLI(t, "", f.deployArgs("cli-onchain")...)
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	doc := jsonDoc(t, r)
+	for _, k := range []string{"app_id", "contract_address", "deployer_address", "compose_hash", "kms_id", "chain_id", "tx_hash", "cvm_id", "vm_uuid", "status", "dashboard_url"} {
+		if _, ok := doc[k]; !ok {
+			t.Errorf("--json output lacks %q: %v", k, doc)
+		}
+	}
+	if doc["status"] != "running" || doc["deployer_address"] != f.ln.DevAccount.Address.Hex() || doc["chain_id"] != float64(31337) {
+		t.Fatalf("result %v", doc)
+	}
+	if !strings.Contains(r.stderr, "AppAuth transaction sent: "+doc["tx_hash"].(string)) {
+		t.Fatalf("stderr does not show the tx hash as it was sent:\n%s", r.stderr)
+	}
+	for _, out := range []string{r.stdout, r.stderr} {
+		if strings.Contains(out, flowSecret) || strings.Contains(out, f.keyHex) || strings.Contains(out, f.ln.APIKey) {
+			t.Fatal("a secret was printed")
+		}
+	}
+}
+
+func TestCLIDeployCloudKMSAndDryRun(t *testing.T) {
+	f := newFlowEnv(t)
+	r := runCLI(t, "", "deploy", "--compose", f.compose, "--env-file", f.envFile, "--name", "cli-cloud", "--kms", "phala", "--wait", "--json")
+	if r.code != 0 {
+		t.Fatalf("cloud KMS deploy: exit %d\n%s", r.code, r.stderr)
+	}
+	if doc := jsonDoc(t, r); doc["status"] != "running" || doc["tx_hash"] != nil {
+		t.Fatalf("cloud KMS result %v", doc)
+	}
+	before := f.deployments(t)
+	r = runCLI(t, "", f.deployArgs("cli-dry", "--dry-run")...)
+	if r.code != 0 {
+		t.Fatalf("dry run: exit %d\n%s", r.code, r.stderr)
+	}
+	doc := jsonDoc(t, r)
+	if doc["dry_run"] != true || !common.IsHexAddress(fmt.Sprint(doc["predicted_app_id"])) {
+		t.Fatalf("dry run result %v", doc)
+	}
+	if req := doc["commit_request"].(map[string]any); req["encrypted_env"] != "(elided)" {
+		t.Fatalf("dry run shows the encrypted env: %v", req)
+	}
+	if f.deployments(t) != before || f.ln.Cloud.Counts().CVMs != 1 {
+		t.Fatal("the dry run deployed or committed something")
+	}
+}
+
+// TestCLIResumeAfterEachStep injects a failure right after each journaled
+// step through the test-only hook, then re-runs the same command.
+func TestCLIResumeAfterEachStep(t *testing.T) {
+	f := newFlowEnv(t)
+	for i, step := range []string{"provision", "deploy-tx", "app", "pubkey", "commit"} {
+		t.Run(step, func(t *testing.T) {
+			name := fmt.Sprintf("cli-resume-%d", i)
+			before, cvms := f.deployments(t), f.ln.Cloud.Counts().CVMs
+			t.Setenv("CVMDEPLOY_TEST_STOP_AFTER", step)
+			r := runCLI(t, "", f.deployArgs(name)...)
+			if r.code == 0 || !strings.Contains(r.stderr, "re-run the same command") {
+				t.Fatalf("first run: exit %d, want a failure with a resume hint\n%s", r.code, r.stderr)
+			}
+			t.Setenv("CVMDEPLOY_TEST_STOP_AFTER", "")
+			r = runCLI(t, "", f.deployArgs(name)...)
+			if r.code != 0 {
+				t.Fatalf("resumed run: exit %d\n%s", r.code, r.stderr)
+			}
+			doc := jsonDoc(t, r)
+			if doc["status"] != "running" || doc["resumed_steps"] == nil {
+				t.Fatalf("resumed result %v", doc)
+			}
+			if got := f.deployments(t) - before; got != 1 {
+				t.Fatalf("%d AppAuths deployed, want 1", got)
+			}
+			if got := f.ln.Cloud.Counts().CVMs - cvms; got != 1 {
+				t.Fatalf("%d CVMs, want 1", got)
+			}
+		})
+	}
+}
+
+func TestCLIUpdateAndPrepareOnly(t *testing.T) {
+	f := newFlowEnv(t)
+	r := runCLI(t, "", f.deployArgs("cli-update")...)
+	if r.code != 0 {
+		t.Fatalf("deploy: %s", r.stderr)
+	}
+	cvmID := jsonDoc(t, r)["cvm_id"].(string)
+	v2 := filepath.Join(f.dir, "v2.yml")
+	mustWrite(t, v2, flowCompose+"  sidecar:\n    image: busybox:1.36\n")
+	r = runCLI(t, "", "update", "--cvm", cvmID, "--compose", v2, "--env-file", f.envFile, "--json")
+	if r.code != 0 {
+		t.Fatalf("update: exit %d\n%s", r.code, r.stderr)
+	}
+	doc := jsonDoc(t, r)
+	calls := doc["onchain_calls"].([]any)
+	if len(calls) != 1 || calls[0].(map[string]any)["tx_hash"] == "" {
+		t.Fatalf("update result %v", doc)
+	}
+
+	v3 := filepath.Join(f.dir, "v3.yml")
+	mustWrite(t, v3, flowCompose+"  cache:\n    image: redis:7\n")
+	safeFile := filepath.Join(f.dir, "safe.json")
+	safe := "0x000000000000000000000000000000000000dEaD"
+	r = runCLI(t, "", "update", "--cvm", cvmID, "--compose", v3, "--env-file", f.envFile, "--prepare-only", "--safe", safe, "--safe-file", safeFile, "--json")
+	if r.code != 0 {
+		t.Fatalf("prepare-only: exit %d\n%s", r.code, r.stderr)
+	}
+	prep := jsonDoc(t, r)
+	token, hash := prep["commit_token"].(string), prep["compose_hash"].(string)
+	batch, err := os.ReadFile(safeFile)
+	if err != nil || !strings.Contains(string(batch), `"chainId": "31337"`) {
+		t.Fatalf("safe file: %v\n%s", err, batch)
+	}
+	// The "Safe" executes the call: here the owner sends the calldata.
+	call := prep["onchain_calls"].([]any)[0].(map[string]any)
+	r = runCLI(t, "", "app", "compose", "add", "--app-id", call["to"].(string), "--compose-hash", hash, "--json")
+	if r.code != 0 {
+		t.Fatalf("app compose add: exit %d\n%s", r.code, r.stderr)
+	}
+	tx := jsonDoc(t, r)["tx_hash"].(string)
+	r = runCLI(t, "", "commit-update", "--cvm", cvmID, "--token", token, "--compose-hash", hash, "--transaction-hash", tx, "--json")
+	if r.code != 0 {
+		t.Fatalf("commit-update: exit %d\n%s", r.code, r.stderr)
+	}
+	if jsonDoc(t, r)["correlation_id"] == "" {
+		t.Fatal("no correlation id")
+	}
+}
+
+func TestCLIDeployBadInput(t *testing.T) {
+	f := newFlowEnv(t)
+	big := filepath.Join(f.dir, "big.yml")
+	mustWrite(t, big, "services: {}\n# "+strings.Repeat("x", 205*1024)+"\n")
+	badEnv := filepath.Join(f.dir, "bad.env")
+	mustWrite(t, badEnv, "API_TOKEN=x\nNOT A LINE\n")
+	poorKey, _ := crypto.GenerateKey()
+
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		code int
+		want string
+	}{
+		{"missing compose", []string{"deploy", "--compose", filepath.Join(f.dir, "none.yml"), "--name", "bad-missing", "--kms", "ethereum"}, nil, commands.ExitUsage, "cannot read the compose file"},
+		{"compose over 200 KiB", []string{"deploy", "--compose", big, "--name", "bad-big", "--kms", "ethereum"}, nil, commands.ExitUsage, "200 KiB"},
+		{"env error", []string{"deploy", "--compose", f.compose, "--env-file", badEnv, "--name", "bad-env", "--kms", "ethereum"}, nil, commands.ExitUsage, "bad.env:2"},
+		{"unknown kms", f.deployArgs("bad-kms", "--kms", "kms-nowhere"), nil, commands.ExitUsage, "no such KMS"},
+		{"chain mismatch", f.deployArgs("bad-chain", "--chain", "base"), nil, commands.ExitVerify, "chain 8453"},
+		{"no funds", f.deployArgs("bad-funds"), map[string]string{"PRIVATE_KEY": fmt.Sprintf("%x", crypto.FromECDSA(poorKey))}, commands.ExitVerify, "insufficient funds"},
+		{"api key rejected", f.deployArgs("bad-apikey"), map[string]string{"PHALA_CLOUD_API_KEY": "phak_wrong"}, commands.ExitAuth, "401"},
+		{"mainnet without --yes off a terminal", f.deployArgs("bad-yes"), nil, -1, ""},
+	}
+	for _, tt := range tests {
+		if tt.code == -1 {
+			continue // covered by the unit test of confirmSpend: no mainnet here
+		}
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			before := f.deployments(t)
+			r := runCLI(t, "", tt.args...)
+			if r.code != tt.code {
+				t.Fatalf("exit %d, want %d\nstderr:\n%s", r.code, tt.code, r.stderr)
+			}
+			if !strings.Contains(r.stderr, tt.want) {
+				t.Fatalf("stderr lacks %q:\n%s", tt.want, r.stderr)
+			}
+			if r.stdout != "" {
+				t.Fatalf("stdout carries output on failure: %q", r.stdout)
+			}
+			if f.deployments(t) != before {
+				t.Fatal("an AppAuth was deployed")
+			}
+		})
+	}
+}
+
+func TestCLIDeployCommitConflict(t *testing.T) {
+	f := newFlowEnv(t)
+	r := runCLI(t, "", f.deployArgs("cli-conflict")...)
+	if r.code != 0 {
+		t.Fatalf("deploy: %s", r.stderr)
+	}
+	doc := jsonDoc(t, r)
+	// Commit another compose for the same app id by hand: the split-phase
+	// commands make that possible, and the service answers 409.
+	other := filepath.Join(f.dir, "other.yml")
+	mustWrite(t, other, flowCompose+"  extra:\n    image: busybox\n")
+	pf := filepath.Join(f.dir, "prov.json")
+	r = runCLI(t, "", "provision", "--compose", other, "--env-file", f.envFile, "--name", "cli-conflict-2", "--kms", "ethereum", "--out", pf, "--json")
+	if r.code != 0 {
+		t.Fatalf("provision: exit %d\n%s", r.code, r.stderr)
+	}
+	r = runCLI(t, "", "commit", "--provision", pf, "--app-id", doc["app_id"].(string), "--env-file", f.envFile, "--json")
+	if r.code != commands.ExitAPI || !strings.Contains(r.stderr, "ERR-03-007") {
+		t.Fatalf("conflicting commit: exit %d, want %d with ERR-03-007\n%s", r.code, commands.ExitAPI, r.stderr)
+	}
+}
+
+func TestCLIDeployBootFailure(t *testing.T) {
+	f := newFlowEnv(t)
+	// Phase one and the AppAuth by hand, then commit a CVM whose app was
+	// deployed with another compose hash allowed: it cannot boot.
+	pf := filepath.Join(f.dir, "prov.json")
+	r := runCLI(t, "", "provision", "--compose", f.compose, "--env-file", f.envFile, "--name", "cli-bootfail", "--kms", "ethereum", "--out", pf, "--json")
+	if r.code != 0 {
+		t.Fatalf("provision: %s", r.stderr)
+	}
+	prov := jsonDoc(t, r)
+	wrongHash := strings.Repeat("ab", 32)
+	r = runCLI(t, "", "app", "deploy", "--kms-contract", prov["kms_contract"].(string), "--compose-hash", wrongHash, "--device-id", prov["device_id"].(string), "--json")
+	if r.code != 0 {
+		t.Fatalf("app deploy: %s", r.stderr)
+	}
+	app := jsonDoc(t, r)
+	r = runCLI(t, "", "commit", "--provision", pf, "--app-id", app["app_id"].(string), "--deployer-address", app["deployer_address"].(string), "--env-file", f.envFile, "--wait", "--json")
+	if r.code != commands.ExitBoot || !strings.Contains(strings.ToLower(r.stderr), "compose hash") {
+		t.Fatalf("exit %d, want %d (boot failure naming the compose hash)\n%s", r.code, commands.ExitBoot, r.stderr)
+	}
+}
