@@ -42,11 +42,14 @@ type flowEnv struct {
 	journals string
 }
 
-func newFlowEnv(t *testing.T) *flowEnv {
+func newFlowEnv(t *testing.T) *flowEnv { return newFlowEnvOn(t, 0) }
+
+// newFlowEnvOn runs the testnet with chainID (0: anvil's 31337).
+func newFlowEnvOn(t *testing.T, chainID uint64) *flowEnv {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cfg := testnet.LocalnetConfig{}
+	cfg := testnet.LocalnetConfig{ChainID: chainID}
 	cfg.Cloud.BootStep = 10 * time.Millisecond
 	ln, err := testnet.StartLocalnet(ctx, cfg)
 	if err != nil {
@@ -262,12 +265,8 @@ func TestCLIDeployBadInput(t *testing.T) {
 		{"chain mismatch", f.deployArgs("bad-chain", "--chain", "base"), nil, commands.ExitVerify, "chain 8453"},
 		{"no funds", f.deployArgs("bad-funds"), map[string]string{"PRIVATE_KEY": fmt.Sprintf("%x", crypto.FromECDSA(poorKey))}, commands.ExitVerify, "insufficient funds"},
 		{"api key rejected", f.deployArgs("bad-apikey"), map[string]string{"PHALA_CLOUD_API_KEY": "phak_wrong"}, commands.ExitAuth, "401"},
-		{"mainnet without --yes off a terminal", f.deployArgs("bad-yes"), nil, -1, ""},
 	}
 	for _, tt := range tests {
-		if tt.code == -1 {
-			continue // covered by the unit test of confirmSpend: no mainnet here
-		}
 		t.Run(tt.name, func(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
@@ -331,5 +330,25 @@ func TestCLIDeployBootFailure(t *testing.T) {
 	r = runCLI(t, "", "commit", "--provision", pf, "--app-id", app["app_id"].(string), "--deployer-address", app["deployer_address"].(string), "--env-file", f.envFile, "--wait", "--json")
 	if r.code != commands.ExitBoot || !strings.Contains(strings.ToLower(r.stderr), "compose hash") {
 		t.Fatalf("exit %d, want %d (boot failure naming the compose hash)\n%s", r.code, commands.ExitBoot, r.stderr)
+	}
+}
+
+// TestCLIMainnetNeedsYesOffTerminal runs a testnet that calls itself Base
+// (chain 8453): off a terminal, spending "mainnet" gas needs --yes.
+func TestCLIMainnetNeedsYesOffTerminal(t *testing.T) {
+	f := newFlowEnvOn(t, 8453)
+	r := runCLI(t, "", f.deployArgs("cli-mainnet")...)
+	if r.code != commands.ExitUsage || !strings.Contains(r.stderr, "without --yes") {
+		t.Fatalf("exit %d, want %d asking for --yes\n%s", r.code, commands.ExitUsage, r.stderr)
+	}
+	if f.deployments(t) != 0 {
+		t.Fatal("gas was spent without confirmation")
+	}
+	r = runCLI(t, "", f.deployArgs("cli-mainnet", "--yes")...)
+	if r.code != 0 {
+		t.Fatalf("with --yes: exit %d\n%s", r.code, r.stderr)
+	}
+	if doc := jsonDoc(t, r); doc["chain_id"] != float64(8453) || f.deployments(t) != 1 {
+		t.Fatalf("result %v", doc)
 	}
 }
