@@ -25,9 +25,19 @@ command -v npm >/dev/null 2>&1 || { echo "install-phala-cli: npm is required (ap
 command -v node >/dev/null 2>&1 || { echo "install-phala-cli: node is required" >&2; exit 1; }
 
 mkdir -p "$DEST"
+# Serialise parallel runs (several test packages on a fresh machine), then
+# look again: another run may have finished the install while we waited.
+if command -v flock >/dev/null 2>&1; then
+	exec 9>"$DEST.lock"
+	flock -w 600 9 || { echo "install-phala-cli: timed out waiting for $DEST.lock" >&2; exit 1; }
+	if [ -x "$BIN" ] && [ "$(installed_version || true)" = "$VERSION" ]; then
+		echo "$BIN"
+		exit 0
+	fi
+fi
 # A private package.json keeps npm from walking up into the repository.
 [ -f "$DEST/package.json" ] || printf '{"name":"cvmdeploy-phala-cli","private":true}\n' >"$DEST/package.json"
-npm install --prefix "$DEST" --no-audit --no-fund --no-save --loglevel=error "phala@$VERSION" >&2
+npm_config_update_notifier=false npm install --prefix "$DEST" --no-audit --no-fund --no-save --loglevel=error "phala@$VERSION" >&2
 
 if [ ! -x "$BIN" ] || [ "$(installed_version || true)" != "$VERSION" ]; then
 	echo "install-phala-cli: phala@$VERSION did not install into $DEST" >&2
