@@ -142,9 +142,9 @@ var expansionRef = regexp.MustCompile(`(^|[^\\])\$(\(|\{?[A-Z0-9_])`)
 // double-quoted values are replaced with the value of NAME set earlier in
 // the same file, or with nothing (see EnvEntry.Interpolated).
 //
-// Entries come in file order. A file that is not UTF-8, a key set twice in one file is an error, as is
-// every line godotenv would refuse; each error names the file and line and
-// never includes a value.
+// Entries come in file order. A file that is not UTF-8, a key set twice in
+// the file and every line godotenv would refuse are errors; each names the
+// file and line and never includes a value.
 func ParseDotenv(name string, data []byte) ([]EnvEntry, error) {
 	// godotenv would silently turn invalid UTF-8 in unquoted values into
 	// U+FFFD, so a Latin-1 file would send altered secrets.

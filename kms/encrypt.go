@@ -199,33 +199,38 @@ func DecryptEnv(ciphertextHex string, privateKey []byte) ([]EnvVar, error) {
 	return parseEnvPlaintext(plaintext)
 }
 
-// parseEnvPlaintext reads {"env":[{"key":…,"value":…},…]} strictly: no
-// other fields, both members present and strings.
+// parseEnvPlaintext reads {"env":[{"key":…,"value":…},…]} strictly: exact
+// member names (encoding/json alone would match them case-insensitively),
+// no other members, both present and strings. Decoder messages may quote the
+// plaintext, so they are never passed on.
 func parseEnvPlaintext(plaintext []byte) ([]EnvVar, error) {
-	var doc struct {
-		Env *[]struct {
-			Key   *string `json:"key"`
-			Value *string `json:"value"`
-		} `json:"env"`
-	}
+	bad := fmt.Errorf("%w: plaintext is not {\"env\":[{\"key\":…,\"value\":…}]}", ErrInvalidCiphertext)
+	var doc map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(plaintext))
-	dec.DisallowUnknownFields()
-	// The decoder's messages may quote the plaintext, so they are dropped.
 	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("%w: plaintext is not {\"env\":[{\"key\":…,\"value\":…}]}", ErrInvalidCiphertext)
+		return nil, bad
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: data after the plaintext JSON", ErrInvalidCiphertext)
 	}
-	if doc.Env == nil {
+	raw, ok := doc["env"]
+	if !ok || len(doc) != 1 {
 		return nil, fmt.Errorf("%w: plaintext has no \"env\" list", ErrInvalidCiphertext)
 	}
-	envs := make([]EnvVar, len(*doc.Env))
-	for i, e := range *doc.Env {
-		if e.Key == nil || e.Value == nil {
-			return nil, fmt.Errorf("%w: env entry #%d lacks \"key\" or \"value\"", ErrInvalidCiphertext, i+1)
+	var items []map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil || items == nil {
+		return nil, bad
+	}
+	envs := make([]EnvVar, len(items))
+	for i, item := range items {
+		k, okK := item["key"]
+		v, okV := item["value"]
+		if !okK || !okV || len(item) != 2 {
+			return nil, fmt.Errorf("%w: env entry #%d does not have exactly \"key\" and \"value\"", ErrInvalidCiphertext, i+1)
 		}
-		envs[i] = EnvVar{Key: *e.Key, Value: *e.Value}
+		if json.Unmarshal(k, &envs[i].Key) != nil || json.Unmarshal(v, &envs[i].Value) != nil || k[0] != '"' || v[0] != '"' {
+			return nil, bad
+		}
 	}
 	return envs, nil
 }

@@ -226,6 +226,13 @@ func TestDecryptEnvBadPlaintext(t *testing.T) {
 		`{"env":[{"key":"A","value":42}]}`,
 		`{"env":{"key":"A","value":"` + secret + `"}}`,
 		`{"envs":[]}`,
+		`{"ENV":[{"key":"A","value":"` + secret + `"}]}`,
+		`{"env":[{"KEY":"A","value":"` + secret + `"}]}`,
+		`{"env":[{"key":null,"value":"` + secret + `"}]}`,
+		`{"env":[{"key":"A","value":null}]}`,
+		`{"env":[null]}`,
+		`{"env":null}`,
+		`{"env":[],"other":1}`,
 		`{}`,
 		`[]`,
 	} {

@@ -90,7 +90,7 @@ var plaintextReason = regexp.MustCompile(`^invalid input: encrypted env: (` +
 	`plaintext is not \{"env":\[\{"key":…,"value":…\}\]\}|` +
 	`data after the plaintext JSON|` +
 	`plaintext has no "env" list|` +
-	`env entry #\d+ lacks "key" or "value")$`)
+	`env entry #\d+ does not have exactly "key" and "value")$`)
 
 // FuzzDecryptEnv feeds DecryptEnv arbitrary ciphertexts and keys (it must
 // fail cleanly), and arbitrary plaintexts sealed to a fixed key (what is

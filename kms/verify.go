@@ -27,7 +27,10 @@ const (
 const envPubKeyDomain = "dstack-env-encrypt-pubkey:"
 
 // ParseAppID decodes an app id: 20 bytes as hex, with or without "0x" or
-// "0X", any letter case (so checksummed addresses work).
+// "0X", any letter case (so checksummed addresses work). This follows
+// @phala/dstack-sdk 0.5.8; 0.5.7 (inside @phala/cloud 0.2.9) ignored "0X"
+// and dropped the last digit of odd-length ids. Unlike both, any length but
+// 20 bytes is refused: such an id cannot be an app.
 func ParseAppID(s string) ([]byte, error) {
 	b, err := decodeHex(s)
 	if err != nil {
