@@ -2,6 +2,7 @@ package deployer_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"math/big"
 	"net"
@@ -495,7 +496,7 @@ func TestTimeout(t *testing.T) {
 	_, err = c.Transact(ctxT(t), s, deployer.TxRequest{To: &to, Value: big.NewInt(1), SkipCodeCheck: true},
 		deployer.TxOptions{Timeout: 300 * time.Millisecond, OnSent: func(h common.Hash) { sent = h }})
 	var te *deployer.TimeoutError
-	if !errors.As(err, &te) || te.TxHash != sent || sent == (common.Hash{}) || te.Mined {
+	if !errors.As(err, &te) || !errors.Is(err, context.DeadlineExceeded) || te.TxHash != sent || sent == (common.Hash{}) || te.Mined {
 		t.Fatalf("err = %v, want *TimeoutError for %s", err, sent)
 	}
 	if !strings.Contains(err.Error(), sent.Hex()) || !strings.Contains(err.Error(), "not mined after 300ms") {

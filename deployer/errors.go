@@ -1,6 +1,7 @@
 package deployer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/big"
@@ -137,9 +138,8 @@ func (e *TimeoutError) Error() string {
 	return fmt.Sprintf("transaction %s %s after %s: it may still be mined; check it later or raise --timeout (do not resend blindly: the same nonce is in use)", e.TxHash.Hex(), what, e.Timeout)
 }
 
-func (e *TimeoutError) Unwrap() error { return errTimeout }
-
-var errTimeout = errors.New("timed out waiting for the transaction")
+// Unwrap makes errors.Is(err, context.DeadlineExceeded) true.
+func (e *TimeoutError) Unwrap() error { return context.DeadlineExceeded }
 
 func chainLabel(id uint64) string {
 	if c, ok := ChainByID(id); ok {
