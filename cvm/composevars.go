@@ -3,6 +3,7 @@ package cvm
 import (
 	"regexp"
 	"sort"
+	"strings"
 )
 
 // composeVarRef matches docker compose interpolation: $VAR, ${VAR} and the
@@ -16,7 +17,7 @@ var composeVarRef = regexp.MustCompile(`\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)((:?[-?+
 // otherwise only discover once the app misbehaves.
 func MissingComposeVars(compose string, provided map[string]bool) []string {
 	missing := map[string]bool{}
-	for _, m := range composeVarRef.FindAllStringSubmatch(compose, -1) {
+	for _, m := range composeVarRef.FindAllStringSubmatch(stripYAMLComments(compose), -1) {
 		if m[1] == "$" {
 			continue // "$$" escapes a literal dollar
 		}
@@ -38,4 +39,29 @@ func MissingComposeVars(compose string, provided map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// stripYAMLComments drops YAML comments, which compose does not interpolate:
+// a '#' at the start of a line or after white space, outside quotes.
+func stripYAMLComments(doc string) string {
+	lines := strings.Split(doc, "\n")
+	for i, line := range lines {
+		var quote rune
+		for j, r := range line {
+			switch {
+			case quote != 0:
+				if r == quote {
+					quote = 0
+				}
+			case r == '\'' || r == '"':
+				quote = r
+			case r == '#' && (j == 0 || line[j-1] == ' ' || line[j-1] == '\t'):
+				lines[i] = line[:j]
+			}
+			if lines[i] != line {
+				break
+			}
+		}
+	}
+	return strings.Join(lines, "\n")
 }

@@ -20,6 +20,9 @@ func TestMissingComposeVars(t *testing.T) {
 		{"required form still needs a value", "x: ${DB_PASSWORD:?set it}", nil, []string{"DB_PASSWORD"}},
 		{"escaped dollar is literal", "command: echo $$HOME and $${USER}", nil, []string{}},
 		{"sorted and deduplicated", "${B} ${A} $B", nil, []string{"A", "B"}},
+		{"comments are not interpolated", "# uses ${VAR}\nimage: x # and $OTHER\n", nil, []string{}},
+		{"a hash inside quotes is not a comment", "command: \"echo #${TAG}\"", nil, []string{"TAG"}},
+		{"a hash inside a word is not a comment", "image: repo/app#${TAG}", nil, []string{"TAG"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

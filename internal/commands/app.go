@@ -49,11 +49,21 @@ func NewApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	return app
 }
 
-// commandTree lists every top-level command. Each group lives in its own file.
+// commandTree lists every top-level command. Each group lives in its own
+// file; files that register a command of the same name (e.g. "kms deploy"
+// and "kms verify-pubkey") add their subcommands to one command.
 func commandTree() []*cli.Command {
 	var cmds []*cli.Command
+	byName := map[string]*cli.Command{}
 	for _, group := range commandGroups {
-		cmds = append(cmds, group()...)
+		for _, cmd := range group() {
+			if prev, ok := byName[cmd.Name]; ok {
+				prev.Subcommands = append(prev.Subcommands, cmd.Subcommands...)
+				continue
+			}
+			byName[cmd.Name] = cmd
+			cmds = append(cmds, cmd)
+		}
 	}
 	return cmds
 }

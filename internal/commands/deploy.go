@@ -77,14 +77,14 @@ func apiClient(c *cli.Context) (*phala.Client, error) {
 	return cl, nil
 }
 
-// flowFlags are shared by deploy and update: env input and key checking.
+// envFlags are shared by deploy, update and commit: env input and key checking.
 func envFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringSliceFlag{Name: "env-file", Aliases: []string{"e"}, Usage: "a .env file with the app's secrets (repeatable; later files win)"},
-		&cli.StringSliceFlag{Name: "env", Usage: "KEY=VALUE for the app (repeatable; wins over --env-file). Prefer files: argv is visible to other users"},
+	// No -e alias: urfave copies an aliased flag's String() between its
+	// names after parsing, which would append a bogus "" to the list.
+	return append(envInputFlags(),
 		&cli.BoolFlag{Name: "allow-missing-env", Usage: "let ${VAR} references in the compose file through without a value"},
 		&cli.BoolFlag{Name: "insecure-skip-kms-key-verification", Usage: "DANGEROUS: trust the API's env-encryption key without checking its signature against the KMS root key on-chain"},
-	}
+	)
 }
 
 func deployCommand() *cli.Command {
@@ -299,8 +299,6 @@ func deployConfigFromFlags(c *cli.Context, withTx bool) (cvm.Config, error) {
 		Name:                        c.String("name"),
 		ComposeFile:                 c.String("compose"),
 		PreLaunchScriptFile:         c.String("pre-launch-script"),
-		EnvFiles:                    c.StringSlice("env-file"),
-		EnvFlags:                    c.StringSlice("env"),
 		KMS:                         c.String("kms"),
 		InstanceType:                c.String("instance-type"),
 		Image:                       c.String("image"),
@@ -318,6 +316,7 @@ func deployConfigFromFlags(c *cli.Context, withTx bool) (cvm.Config, error) {
 		AllowMissingEnv:             c.Bool("allow-missing-env"),
 		InsecureSkipKeyVerification: c.Bool("insecure-skip-kms-key-verification"),
 	}
+	cfg.EnvFiles, cfg.EnvFlags = envInputs(c)
 	if cfg.ComposeFile == "" {
 		return cfg, &UsageError{Err: errors.New("--compose is required: the docker-compose.yml of the app")}
 	}

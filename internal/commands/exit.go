@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"errors"
+	"strings"
 )
 
 // Exit codes. They are part of the command-line contract (see README.md);
@@ -56,6 +57,10 @@ func exitCode(ctx context.Context, err error) int {
 	}
 	var ue *UsageError
 	if errors.As(err, &ue) {
+		return ExitUsage
+	}
+	// urfave reports a missing Required flag with an unexported type.
+	if strings.HasPrefix(err.Error(), "Required flag") {
 		return ExitUsage
 	}
 	for _, classify := range exitClassifiers {

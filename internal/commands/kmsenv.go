@@ -26,7 +26,9 @@ func init() {
 	registerCommands(func() []*cli.Command {
 		return []*cli.Command{envCommand(), composeCommand()}
 	})
-	addKMSSubcommand(kmsVerifyPubkeyCommand)
+	registerCommands(func() []*cli.Command {
+		return []*cli.Command{{Name: "kms", Usage: "on-chain KMS contracts", Subcommands: []*cli.Command{kmsVerifyPubkeyCommand()}}}
+	})
 	exitClassifiers = append(exitClassifiers, classifyKMSError)
 }
 
@@ -41,35 +43,6 @@ func classifyKMSError(err error) int {
 		return ExitUsage
 	}
 	return 0
-}
-
-// addKMSSubcommand puts sub under the "kms" command another file registers
-// (kms deploy), since two top-level commands of one name would hide each
-// other. It looks at the groups registered so far (group functions only
-// build structs, so calling one is harmless) and registers its own "kms"
-// command when none has one. TestKMSCommandsShareOneGroup guards it.
-func addKMSSubcommand(sub func() *cli.Command) {
-	for i, group := range commandGroups {
-		for _, cmd := range group() {
-			if cmd.Name != "kms" {
-				continue
-			}
-			inner := group
-			commandGroups[i] = func() []*cli.Command {
-				cmds := inner()
-				for _, c := range cmds {
-					if c.Name == "kms" {
-						c.Subcommands = append(c.Subcommands, sub())
-					}
-				}
-				return cmds
-			}
-			return
-		}
-	}
-	registerCommands(func() []*cli.Command {
-		return []*cli.Command{{Name: "kms", Usage: "on-chain KMS", Subcommands: []*cli.Command{sub()}}}
-	})
 }
 
 // listFlag collects every occurrence of a repeatable flag verbatim. urfave's

@@ -49,13 +49,12 @@ func runUpdate(c *cli.Context) error {
 		CVM:                         c.String("cvm"),
 		ComposeFile:                 c.String("compose"),
 		PreLaunchScriptFile:         c.String("pre-launch-script"),
-		EnvFiles:                    c.StringSlice("env-file"),
-		EnvFlags:                    c.StringSlice("env"),
 		PrepareOnly:                 c.Bool("prepare-only"),
 		Wait:                        c.Bool("wait"),
 		AllowMissingEnv:             c.Bool("allow-missing-env"),
 		InsecureSkipKeyVerification: c.Bool("insecure-skip-kms-key-verification"),
 	}
+	cfg.EnvFiles, cfg.EnvFlags = envInputs(c)
 	var safe common.Address
 	if s := c.String("safe"); s != "" {
 		if !cfg.PrepareOnly {
@@ -248,13 +247,14 @@ func runCommit(c *cli.Context) error {
 		return &UsageError{Err: fmt.Errorf("the provision file was made on %s, but the API prefix is %s", pf.APIPrefix, api.BaseURL())}
 	}
 	r := &cvm.Runner{API: api, RPCURL: c.String("rpc-url"), Progress: newProgress(c).Printf}
+	files, kvs := envInputs(c)
 	res, err := r.Commit(c.Context, cvm.CommitConfig{
 		Provision:                   pf,
 		AppID:                       c.String("app-id"),
 		ContractAddress:             c.String("contract-address"),
 		DeployerAddress:             c.String("deployer-address"),
-		EnvFiles:                    c.StringSlice("env-file"),
-		EnvFlags:                    c.StringSlice("env"),
+		EnvFiles:                    files,
+		EnvFlags:                    kvs,
 		Wait:                        c.Bool("wait"),
 		InsecureSkipKeyVerification: c.Bool("insecure-skip-kms-key-verification"),
 	})
