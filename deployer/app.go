@@ -118,8 +118,8 @@ func (cfg DeployAppConfig) owner(s common.Address) common.Address {
 
 // DeployApp deploys and registers an AppAuth through the KMS factory in one
 // transaction and reads the ids from the receipt. On an automining chain it
-// makes three JSON-RPC HTTP requests: the preflight batch, the send and the
-// receipt.
+// makes three or four JSON-RPC HTTP requests: the preflight batch, the send
+// and one or two receipt polls.
 func (c *Client) DeployApp(ctx context.Context, signer Signer, cfg DeployAppConfig, opts TxOptions) (*AppDeployment, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, err
