@@ -503,3 +503,38 @@ func TestTimeout(t *testing.T) {
 		t.Fatalf("message %q", err)
 	}
 }
+
+// TestOnSignedAndRebroadcast: the journal hook sees the signed tx before it
+// is sent, can stop the send, and a journaled tx can be re-broadcast.
+func TestOnSignedAndRebroadcast(t *testing.T) {
+	e := newChain(t, testnet.AnvilConfig{})
+	d := e.deployApp(t, e.owner, deployer.DeployAppConfig{})
+	var signed *types.Transaction
+	var sent common.Hash
+	var order []string
+	r, err := e.client.AddComposeHash(ctxT(t), e.owner, d.AppID, hash32(1), deployer.TxOptions{
+		OnSigned: func(tx *types.Transaction) error { signed = tx; order = append(order, "signed"); return nil },
+		OnSent:   func(h common.Hash) { sent = h; order = append(order, "sent") },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if signed == nil || signed.Hash() != sent || r.TxHash != sent || strings.Join(order, ",") != "signed,sent" {
+		t.Fatalf("hooks: order %v, signed %v, sent %s, mined %s", order, signed, sent, r.TxHash)
+	}
+	raw, err := signed.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Rebroadcast(ctxT(t), raw); err != nil {
+		t.Fatalf("rebroadcast of a mined tx: %v", err)
+	}
+	n := e.nonce(t, e.owner.Address())
+	stop := errors.New("journal full")
+	_, err = e.client.AddComposeHash(ctxT(t), e.owner, d.AppID, hash32(2), deployer.TxOptions{
+		OnSigned: func(*types.Transaction) error { return stop },
+	})
+	if !errors.Is(err, stop) || e.nonce(t, e.owner.Address()) != n {
+		t.Fatalf("a failing OnSigned: err %v, nonce moved: %v", err, e.nonce(t, e.owner.Address()) != n)
+	}
+}
