@@ -209,7 +209,7 @@ func TestBadInput(t *testing.T) {
 		{"wrong chain", deploy("--kms-contract", kms, "--chain", "base"), c.owner, 7, "wrong chain: --chain is base (8453) but the RPC node serves chain anvil (31337)", false},
 		{"no contract at the KMS", deploy("--kms-contract", "0x000000000000000000000000000000000000dEaD"), c.owner, 7, "no contract at 0x000000000000000000000000000000000000dEaD on chain anvil (31337): check the KMS contract (--kms-contract)", false},
 		{"RPC does not answer", []string{"app", "deploy", "--rpc-url", dead, "--private-key-file", c.ownerKey, "--kms-contract", kms}, c.owner, 5, "/v3/*** did not answer", false},
-		{"insufficient funds", []string{"app", "deploy", "--rpc-url", c.url, "--private-key-file", unfunded, "--kms-contract", kms}, c.owner, 7, "insufficient funds: need ", false},
+		{"insufficient funds", []string{"app", "deploy", "--rpc-url", c.url, "--private-key-file", unfunded, "--kms-contract", kms}, crypto.PubkeyToAddress(k.PublicKey), 7, "insufficient funds: need ", false},
 		{"not the owner", []string{"app", "compose", "add", "--rpc-url", c.url, "--private-key-file", c.otherKey, "--app-id", app, "--compose-hash", composeHash}, c.other, 7, "is not the owner of " + app, false},
 		{"malformed app id", []string{"app", "compose", "add", "--rpc-url", c.url, "--private-key-file", c.ownerKey, "--app-id", "0xnope", "--compose-hash", composeHash}, c.owner, 2, `--app-id: "0xnope" is not an address`, false},
 		// The factory call reverts on-chain: the target is an app, not a KMS,
