@@ -265,3 +265,38 @@ func TestBootErrorStream(t *testing.T) {
 		t.Fatalf("last event %s %v, want error App not registered", last.name, last.data)
 	}
 }
+
+// TestStateStreamTimeout: a watch for a status the CVM never reaches ends
+// with a timeout event (the shortest timeout the API takes is 10 s).
+func TestStateStreamTimeout(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t)
+	id, _, _ := runningCVM(t, a, "sse-timeout-app")
+	req, _ := http.NewRequest("GET", a.prefix+"/cvms/"+id+"/state?target=stopped&interval=5&timeout=10", nil)
+	req.Header.Set("X-API-Key", a.key)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var names []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if name, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+			names = append(names, name)
+		}
+	}
+	if len(names) < 2 || names[0] != "state" || names[len(names)-1] != "timeout" {
+		t.Fatalf("events %v, want state ... timeout", names)
+	}
+	for _, q := range []string{"interval=1", "interval=31", "timeout=9", "timeout=601", "interval=x"} {
+		r := a.do("GET", "/cvms/"+id+"/state?"+q, nil, "Accept", "text/event-stream")
+		if r.status != 422 {
+			t.Errorf("?%s: status %d, want 422", q, r.status)
+		}
+	}
+	if r := a.do("GET", "/cvms/no-such-cvm/state", nil); r.status != 404 {
+		t.Errorf("unknown CVM: status %d, want 404", r.status)
+	}
+}
