@@ -515,7 +515,16 @@ func (d *run) recoverDeployment(ctx context.Context, kmsAddr common.Address, t *
 		return nil, fmt.Errorf("the journal's raw transaction is damaged (%v): check %s on an explorer, then re-run with --fresh only if it was never mined", derr, t.Hash)
 	}
 	if err := d.chain.Rebroadcast(ctx, raw); err != nil {
-		return nil, fmt.Errorf("re-broadcast AppAuth transaction %s: %w", t.Hash, err)
+		if !errors.Is(err, deployer.ErrNonceUsed) {
+			return nil, fmt.Errorf("re-broadcast AppAuth transaction %s: %w", t.Hash, err)
+		}
+		// Mined in the meantime, or replaced by another transaction with
+		// the same nonce (sent from elsewhere): the receipt decides.
+		dep, rerr := d.chain.AppDeploymentFromTx(ctx, kmsAddr, h)
+		if rerr == nil {
+			return dep, nil
+		}
+		return nil, fmt.Errorf("the journaled AppAuth transaction %s was never mined and nonce %d of %s is used by another transaction: check the account's history (an AppAuth may exist already: cvmdeploy app info), then re-run with --fresh to deploy a new one", t.Hash, t.Nonce, t.From)
 	}
 	d.say("→ re-broadcast the journaled AppAuth transaction %s", t.Hash)
 	if _, err := d.chain.WaitReceipt(ctx, h, d.cfg.Tx); err != nil {

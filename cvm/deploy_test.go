@@ -574,3 +574,38 @@ func TestPrepareOnlyThenCommitUpdate(t *testing.T) {
 		t.Fatalf("commit-update answer %+v", out)
 	}
 }
+
+// TestResumeWhenJournaledNonceWasTakenElsewhere: the deploy transaction was
+// journaled but never sent, and the account used that nonce for something
+// else meanwhile. The re-run must not wait forever nor deploy blindly.
+func TestResumeWhenJournaledNonceWasTakenElsewhere(t *testing.T) {
+	e := newEnv(t)
+	r := e.runner(t)
+	r.AfterStep = func(s string) error {
+		if s == cvm.StepDeployTx {
+			return errInjected // signed and journaled, not broadcast
+		}
+		return nil
+	}
+	if _, err := r.Deploy(context.Background(), e.config("nonce-app")); !errors.Is(err, errInjected) {
+		t.Fatal(err)
+	}
+	// Another transaction from the same account takes the nonce.
+	chain, err := deployer.Dial(context.Background(), e.ln.RPCURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chain.Close()
+	to := common.HexToAddress("0x000000000000000000000000000000000000dEaD")
+	if _, err := chain.Transact(context.Background(), r.Signer, deployer.TxRequest{To: &to, Value: big.NewInt(1), SkipCodeCheck: true}, deployer.TxOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r.AfterStep = nil
+	_, err = r.Deploy(context.Background(), e.config("nonce-app"))
+	if err == nil || !strings.Contains(err.Error(), "used by another transaction") || !strings.Contains(err.Error(), "--fresh") {
+		t.Fatalf("err = %v, want an explanation naming --fresh", err)
+	}
+	if n := e.appDeployments(t); n != 0 {
+		t.Fatalf("%d AppAuths deployed", n)
+	}
+}

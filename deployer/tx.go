@@ -460,13 +460,21 @@ func (c *Client) Rebroadcast(ctx context.Context, raw []byte) error {
 		return nil
 	}
 	msg := strings.ToLower(err.Error())
-	for _, known := range []string{"already known", "already imported", "known transaction", "nonce too low", "already exists"} {
+	for _, known := range []string{"already known", "already imported", "known transaction", "already exists"} {
 		if strings.Contains(msg, known) {
 			return nil
 		}
 	}
+	if strings.Contains(msg, "nonce too low") {
+		// Mined already, or another transaction took the nonce: only the
+		// receipt can tell, so the caller looks it up.
+		return fmt.Errorf("%w: %w", ErrNonceUsed, err)
+	}
 	return err
 }
+
+// ErrNonceUsed: the account's nonce moved past the transaction's.
+var ErrNonceUsed = errors.New("the transaction's nonce is already used")
 
 // WaitReceipt waits for a transaction sent earlier (e.g. recorded before an
 // interruption) and its confirmations. It does not decode a revert.

@@ -328,7 +328,7 @@ func deployConfigFromFlags(c *cli.Context, withTx bool) (cvm.Config, error) {
 		cfg.NodeID = &n
 	}
 	if s := c.String("owner"); s != "" {
-		a, err := parseAddress("--owner", s)
+		a, err := parseAddress("owner", s)
 		if err != nil {
 			return cfg, err
 		}

@@ -60,7 +60,7 @@ func runUpdate(c *cli.Context) error {
 		if !cfg.PrepareOnly {
 			return &UsageError{Err: errors.New("--safe goes with --prepare-only: the Safe executes the calls, not this tool")}
 		}
-		a, err := parseAddress("--safe", s)
+		a, err := parseAddress("safe", s)
 		if err != nil {
 			return err
 		}
