@@ -111,6 +111,7 @@ func deployCommand() *cli.Command {
 		&cli.BoolFlag{Name: "fresh", Usage: "forget the journal of an earlier run of this deployment and start over"},
 		&cli.StringFlag{Name: "journal-dir", EnvVars: []string{"CVMDEPLOY_STATE_DIR"}, Usage: "where deployment journals live (default ~/.local/state/cvmdeploy)"},
 		&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask before spending gas on a mainnet (required off a terminal)"},
+		&cli.StringFlag{Name: "batch", Usage: "deploy several apps from a JSON file {\"apps\": [{\"name\", \"compose\", \"env_files\", \"pre_launch_script\", \"instance_type\", \"kms\"}]}: all AppAuths go out with consecutive nonces, then each app commits; other flags apply to every app"},
 		&cli.BoolFlag{Name: "dev", Usage: "deploy on a throwaway local testnet started in-process (embedded chain + local cloud): no account, no key, nothing to install"},
 		jsonFlag(), quietFlag(),
 	}
@@ -271,6 +272,9 @@ func runDeploy(c *cli.Context) error {
 		}
 		r.Journals = cvm.JournalStore{Dir: dir}
 	}
+	if path := c.String("batch"); path != "" {
+		return runBatch(c, r, cfg, path)
+	}
 	if cfg.DryRun {
 		out, err := r.DryRun(c.Context, cfg)
 		if err != nil {
@@ -317,10 +321,14 @@ func deployConfigFromFlags(c *cli.Context, withTx bool) (cvm.Config, error) {
 		InsecureSkipKeyVerification: c.Bool("insecure-skip-kms-key-verification"),
 	}
 	cfg.EnvFiles, cfg.EnvFlags = envInputs(c)
-	if cfg.ComposeFile == "" {
+	batch := c.String("batch") != ""
+	if batch && (cfg.ComposeFile != "" || cfg.Name != "" || len(cfg.EnvFiles) > 0 || len(cfg.EnvFlags) > 0) {
+		return cfg, &UsageError{Err: errors.New("--batch takes names, compose files and env files from the batch file: drop --compose, --name, --env-file and --env")}
+	}
+	if cfg.ComposeFile == "" && !batch {
 		return cfg, &UsageError{Err: errors.New("--compose is required: the docker-compose.yml of the app")}
 	}
-	if cfg.Name == "" {
+	if cfg.Name == "" && !batch {
 		cfg.Name = defaultName(cfg.ComposeFile)
 	}
 	if c.IsSet("node-id") {
@@ -467,4 +475,32 @@ func testStopAfter() func(step string) error {
 		}
 		return fmt.Errorf("stopped after step %s (%s is set)", s, testStopEnv)
 	}
+}
+
+func runBatch(c *cli.Context, r *cvm.Runner, cfg cvm.Config, path string) error {
+	if cfg.DryRun {
+		return &UsageError{Err: errors.New("--dry-run does not combine with --batch yet: dry-run one app at a time")}
+	}
+	apps, err := cvm.LoadBatchFile(path)
+	if err != nil {
+		return err
+	}
+	res, err := r.DeployBatch(c.Context, cfg, apps)
+	if res == nil {
+		return err
+	}
+	if c.Bool("json") {
+		if perr := writeJSON(c.App.Writer, res); perr != nil {
+			return perr
+		}
+	} else {
+		for _, a := range res.Apps {
+			line := fmt.Sprintf("%-24s %-42s %s", a.Name, a.AppID, a.Status)
+			if a.Error != "" {
+				line += "  error: " + a.Error
+			}
+			fmt.Fprintln(c.App.Writer, line)
+		}
+	}
+	return err
 }

@@ -352,3 +352,30 @@ func TestCLIMainnetNeedsYesOffTerminal(t *testing.T) {
 		t.Fatalf("result %v", doc)
 	}
 }
+
+func TestCLIDeployBatch(t *testing.T) {
+	f := newFlowEnv(t)
+	var apps []string
+	for i := 0; i < 3; i++ {
+		compose := filepath.Join(f.dir, fmt.Sprintf("c%d.yml", i))
+		mustWrite(t, compose, strings.Replace(flowCompose, "app:1.0", fmt.Sprintf("app:1.%d", i), 1))
+		apps = append(apps, fmt.Sprintf(`{"name": "cli-batch-%d", "compose": "c%d.yml", "env_files": ["prod.env"]}`, i, i))
+	}
+	batch := filepath.Join(f.dir, "batch.json")
+	mustWrite(t, batch, `{"apps": [`+strings.Join(apps, ",")+`]}`)
+	r := runCLI(t, "", "deploy", "--batch", batch, "--kms", "ethereum", "--wait", "--json")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	doc := jsonDoc(t, r)
+	if doc["succeeded"] != float64(3) || len(doc["apps"].([]any)) != 3 {
+		t.Fatalf("batch result %v", doc)
+	}
+	if f.deployments(t) != 3 {
+		t.Fatal("want 3 AppAuths")
+	}
+	r = runCLI(t, "", "deploy", "--batch", batch, "--compose", f.compose)
+	if r.code != commands.ExitUsage {
+		t.Fatalf("--batch with --compose: exit %d", r.code)
+	}
+}

@@ -45,10 +45,7 @@ func printResult(c *cli.Context, r *result) error {
 
 func writeResult(w io.Writer, asJSON bool, r *result) error {
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r.values)
+		return writeJSON(w, r.values)
 	}
 	width := 0
 	for _, k := range r.keys {
@@ -90,4 +87,12 @@ func stdinIsTerminal(c *cli.Context) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// writeJSON writes v as one indented JSON document.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -1,0 +1,165 @@
+package cvm_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/cvmdeploy/cvmdeploy/cvm"
+	"github.com/cvmdeploy/cvmdeploy/testnet"
+)
+
+// writeBatch writes n apps (each its own compose and .env) and a batch file.
+func writeBatch(t *testing.T, dir string, n int) string {
+	t.Helper()
+	var apps []map[string]any
+	for i := 0; i < n; i++ {
+		sub := filepath.Join(dir, fmt.Sprintf("app%02d", i))
+		if err := os.MkdirAll(sub, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(sub, "docker-compose.yml"), fmt.Sprintf("services:\n  web:\n    image: ghcr.io/example/svc-%d:1\n    environment:\n      - TOKEN=${TOKEN}\n", i))
+		writeFile(t, filepath.Join(sub, ".env"), fmt.Sprintf("TOKEN=batch-secret-%d\n", i))
+		apps = append(apps, map[string]any{"name": fmt.Sprintf("batch-app-%02d", i), "compose": filepath.Join(filepath.Base(sub), "docker-compose.yml"), "env_files": []string{filepath.Join(filepath.Base(sub), ".env")}})
+	}
+	data, _ := json.Marshal(map[string]any{"apps": apps})
+	path := filepath.Join(dir, "batch.json")
+	writeFile(t, path, string(data))
+	return path
+}
+
+func batchBase() cvm.Config {
+	return cvm.Config{KMS: "ethereum", Wait: true, WaitTimeout: time.Minute}
+}
+
+func TestDeployBatch(t *testing.T) {
+	e := newEnv(t)
+	apps, err := cvm.LoadBatchFile(writeBatch(t, e.dir, 6))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.runner(t)
+	res, err := r.DeployBatch(context.Background(), batchBase(), apps)
+	if err != nil {
+		t.Fatalf("batch: %v", err)
+	}
+	if res.Succeeded != 6 || res.Failed != 0 {
+		t.Fatalf("result %+v", res)
+	}
+	seen := map[string]bool{}
+	var nonces []uint64
+	for _, a := range res.Apps {
+		if a.Status != "running" || !common.IsHexAddress(a.AppID) || seen[a.AppID] {
+			t.Fatalf("app %+v", a.Result)
+		}
+		seen[a.AppID] = true
+		tx, _, err := e.eth.TransactionByHash(context.Background(), common.HexToHash(a.TxHash))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nonces = append(nonces, tx.Nonce())
+	}
+	for i := 1; i < len(nonces); i++ {
+		if nonces[i] != nonces[i-1]+1 {
+			t.Fatalf("nonces %v are not consecutive in batch order", nonces)
+		}
+	}
+	if n := e.appDeployments(t); n != 6 {
+		t.Fatalf("%d deployments", n)
+	}
+	if c := e.ln.Cloud.Counts(); c.CVMs != 6 {
+		t.Fatalf("%d CVMs", c.CVMs)
+	}
+}
+
+func TestDeployBatchPartialFailureResumes(t *testing.T) {
+	e := newEnv(t)
+	apps, err := cvm.LoadBatchFile(writeBatch(t, e.dir, 5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.runner(t)
+	var pubkeys atomic.Int32
+	r.AfterStep = func(step string) error {
+		if step == cvm.StepPubKey && pubkeys.Add(1) == 2 {
+			return errInjected // the second app to get its key stops there
+		}
+		return nil
+	}
+	res, err := r.DeployBatch(context.Background(), batchBase(), apps)
+	if !errors.Is(err, cvm.ErrBatchPartial) || res.Failed != 1 || res.Succeeded != 4 {
+		t.Fatalf("first run: %v, %+v", err, res)
+	}
+	r.AfterStep = nil
+	res, err = r.DeployBatch(context.Background(), batchBase(), apps)
+	if err != nil || res.Succeeded != 5 {
+		t.Fatalf("resumed batch: %v, %+v", err, res)
+	}
+	if n := e.appDeployments(t); n != 5 {
+		t.Fatalf("%d AppAuths deployed, want exactly 5", n)
+	}
+	if c := e.ln.Cloud.Counts(); c.CVMs != 5 {
+		t.Fatalf("%d CVMs, want exactly 5", c.CVMs)
+	}
+}
+
+func TestLoadBatchFileRejects(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"empty":     `{"apps": []}`,
+		"duplicate": `{"apps": [{"name": "app-one", "compose": "a.yml"}, {"name": "app-one", "compose": "b.yml"}]}`,
+		"unknown":   `{"apps": [{"name": "app-one", "compose": "a.yml", "envs": "x"}]}`,
+		"not json":  `apps: []`,
+	} {
+		path := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".json")
+		writeFile(t, path, body)
+		if _, err := cvm.LoadBatchFile(path); !errors.Is(err, cvm.ErrInvalidConfig) {
+			t.Errorf("%s: err = %v, want an invalid-config error", name, err)
+		}
+	}
+}
+
+// TestBatchOf50AtOneBlockPerSecond is the issue's target: fifty AppAuths at
+// one block per second all land within five blocks.
+func TestBatchOf50AtOneBlockPerSecond(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := testnet.LocalnetConfig{BlockTime: time.Second}
+	cfg.Cloud.BootStep = 10 * time.Millisecond
+	ln, err := testnet.StartLocalnet(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	e := &env{t: t, ln: ln, dir: t.TempDir()}
+	apps, err := cvm.LoadBatchFile(writeBatch(t, e.dir, 50))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.runner(t)
+	r.Progress = nil
+	start := time.Now()
+	res, err := r.DeployBatch(ctx, batchBase(), apps)
+	if err != nil {
+		t.Fatalf("batch: %v", err)
+	}
+	blocks := map[uint64]bool{}
+	minB, maxB := ^uint64(0), uint64(0)
+	for _, a := range res.Apps {
+		blocks[a.BlockNumber] = true
+		minB, maxB = min(minB, a.BlockNumber), max(maxB, a.BlockNumber)
+	}
+	t.Logf("50 apps: AppAuths in blocks %d..%d (%d distinct), whole batch %s", minB, maxB, len(blocks), time.Since(start).Round(time.Millisecond))
+	if maxB-minB+1 > 5 {
+		t.Fatalf("AppAuths spread over blocks %d..%d, want at most 5 blocks", minB, maxB)
+	}
+}
