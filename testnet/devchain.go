@@ -47,7 +47,8 @@ type DevChainConfig struct {
 	// DevBalance is the dev key's genesis balance in wei; nil means
 	// DefaultDevBalance.
 	DevBalance *big.Int
-	// GasLimit is the block gas limit; zero means 30M, as on anvil.
+	// GasLimit is the block gas limit, kept for every block; zero means 30M,
+	// as on anvil.
 	GasLimit uint64
 }
 
@@ -158,6 +159,9 @@ func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 	// The pool takes any tip of at least 1 wei (its floor); the miner must
 	// take the same, or a transaction the pool accepted could wait forever.
 	ethConf.Miner.GasPrice = big.NewInt(1)
+	// Keep the block gas limit where genesis put it, as anvil does, rather
+	// than drifting towards geth's default ceiling block by block.
+	ethConf.Miner.GasCeil = ethConf.Genesis.GasLimit
 	ethConf.TxPool.NoLocals = true
 	// No background log indexer: a dev chain is short, and unindexed search
 	// sees a block's logs the moment the block is in.

@@ -58,6 +58,9 @@ func TestDevChainTransferMinedOnDemand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if block.GasLimit() != 30_000_000 {
+		t.Errorf("block gas limit %d, want the default 30M kept from genesis", block.GasLimit())
+	}
 	if len(block.Transactions()) != 1 || block.Transactions()[0].Hash() != r.TxHash {
 		t.Errorf("block 2 holds %d txs, want just the transfer", len(block.Transactions()))
 	}
@@ -177,13 +180,19 @@ func waitReceipt(ctx context.Context, t *testing.T, c interface {
 	}
 }
 
-func TestDevChainAlloc(t *testing.T) {
+func TestDevChainAllocAndGasLimit(t *testing.T) {
 	t.Parallel()
 	funded := common.HexToAddress("0x00000000000000000000000000000000000F00d5")
 	amount := new(big.Int).Mul(big.NewInt(3), big.NewInt(params.Ether))
 	devBalance := big.NewInt(params.Ether)
-	d := NewTestDevChain(t, DevChainConfig{Alloc: map[common.Address]*big.Int{funded: amount}, DevBalance: devBalance})
+	d := NewTestDevChain(t, DevChainConfig{Alloc: map[common.Address]*big.Int{funded: amount}, DevBalance: devBalance, GasLimit: 12_000_000})
 	c := dial(t, d.RPCURL())
+	if err := d.Mine(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := c.HeaderByNumber(t.Context(), nil); err != nil || h.GasLimit != 12_000_000 || h.Number.Uint64() != 2 {
+		t.Errorf("head after a mine: %+v, %v; want block 2 with the configured 12M gas limit", h, err)
+	}
 	for addr, want := range map[common.Address]*big.Int{funded: amount, d.Accounts()[0].Address: devBalance} {
 		got, err := c.BalanceAt(t.Context(), addr, nil)
 		if err != nil {
