@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cvmdeploy/cvmdeploy/deployer"
+	"github.com/cvmdeploy/cvmdeploy/safetx"
 )
 
 func init() {
@@ -89,7 +90,7 @@ func appDeployCommand() *cli.Command {
 			&cli.StringFlag{Name: "owner", Usage: "owner of the app contract, e.g. a Safe (default: the signer)"},
 			&cli.BoolFlag{Name: "two-step", Usage: "deploy the app proxy yourself, then registerApp (for KMS without the factory)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "run every check and predict the app id; send nothing"},
-		}, rpcFlags(), signerFlags(), txFlags()),
+		}, rpcFlags(), signerFlags(), txFlags(), calldataFlags()),
 		Action: appDeploy,
 	}
 }
@@ -125,6 +126,9 @@ func appDeploy(c *cli.Context) error {
 	cfg.RequireTcbUpToDate = c.Bool("require-tcb-up-to-date")
 	if c.Bool("two-step") && c.Bool("dry-run") {
 		return &UsageError{Err: errors.New("--dry-run covers the factory path only: drop --two-step or --dry-run")}
+	}
+	if c.Bool("calldata-only") {
+		return appDeployCalldata(c, cfg)
 	}
 	setup, err := chainSetupFromFlags(c)
 	if err != nil {
@@ -332,7 +336,7 @@ func appAdminCommand(name, usage string, flags []cli.Flag, build func(*cli.Conte
 	return &cli.Command{
 		Name:  name,
 		Usage: usage,
-		Flags: withCommon(append([]cli.Flag{appIDFlag()}, flags...), rpcFlags(), signerFlags(), txFlags()),
+		Flags: withCommon(append([]cli.Flag{appIDFlag()}, flags...), rpcFlags(), signerFlags(), txFlags(), calldataFlags()),
 		Action: func(c *cli.Context) error {
 			app, err := requiredAppID(c)
 			if err != nil {
@@ -342,6 +346,9 @@ func appAdminCommand(name, usage string, flags []cli.Flag, build func(*cli.Conte
 			call, err := build(c, r)
 			if err != nil {
 				return err
+			}
+			if c.Bool("calldata-only") {
+				return emitSafeBatch(c, "cvmdeploy: "+call.Name, fmt.Sprintf("%s on AppAuth %s", call.Name, app.Hex()), safetx.Call{To: app, Data: call.Data})
 			}
 			setup, err := chainSetupFromFlags(c)
 			if err != nil {
@@ -376,4 +383,35 @@ func appAdminCommand(name, usage string, flags []cli.Flag, build func(*cli.Conte
 			return printResult(c, r)
 		},
 	}
+}
+
+// appDeployCalldata prints the factory call for a Safe to execute: the Safe
+// pays and, unless --owner says otherwise, owns the new AppAuth.
+func appDeployCalldata(c *cli.Context, cfg deployer.DeployAppConfig) error {
+	if c.Bool("two-step") || c.Bool("dry-run") {
+		return &UsageError{Err: errors.New("--calldata-only goes with the factory path only: drop --two-step and --dry-run")}
+	}
+	if cfg.Owner == (common.Address{}) {
+		s := c.String("safe")
+		if s == "" {
+			return &UsageError{Err: errors.New("--calldata-only needs --owner or --safe: the account that will own the AppAuth (no signer is loaded)")}
+		}
+		owner, err := parseAddress("safe", s)
+		if err != nil {
+			return err
+		}
+		cfg.Owner = owner
+	}
+	if cfg.KMS == (common.Address{}) {
+		if ch, err := deployer.LookupChain(c.String("chain")); err == nil && ch.KMS != (common.Address{}) {
+			cfg.KMS = ch.KMS
+		} else {
+			return &UsageError{Err: errors.New("--kms-contract is required (only --chain base has a known Phala KMS)")}
+		}
+	}
+	to, data, err := deployer.DeployAppCalldata(cfg)
+	if err != nil {
+		return &UsageError{Err: err}
+	}
+	return emitSafeBatch(c, "cvmdeploy: deploy AppAuth", fmt.Sprintf("deployAndRegisterApp on KMS %s; owner %s. The new app id is in the AppDeployedViaFactory event of the receipt.", to.Hex(), cfg.Owner.Hex()), safetx.Call{To: to, Data: data})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/ethclient"
 
+	"github.com/cvmdeploy/cvmdeploy/deployer"
 	"github.com/cvmdeploy/cvmdeploy/internal/commands"
 	"github.com/cvmdeploy/cvmdeploy/testnet"
 )
@@ -377,5 +378,54 @@ func TestCLIDeployBatch(t *testing.T) {
 	r = runCLI(t, "", "deploy", "--batch", batch, "--compose", f.compose)
 	if r.code != commands.ExitUsage {
 		t.Fatalf("--batch with --compose: exit %d", r.code)
+	}
+}
+
+// TestCLIAppDeployCalldataOnlyForASafe prints the factory call as a Safe
+// batch, "executes" it from another account, and checks the Safe owns the
+// resulting app.
+func TestCLIAppDeployCalldataOnlyForASafe(t *testing.T) {
+	f := newFlowEnv(t)
+	safe := "0x000000000000000000000000000000000000bEEF"
+	t.Setenv("PRIVATE_KEY", "") // --calldata-only needs no key
+	r := runCLI(t, "", "app", "deploy", "--calldata-only", "--safe", safe, "--chain", "anvil",
+		"--kms-contract", f.ln.KMSContract.Hex(), "--compose-hash", strings.Repeat("11", 32), "--device-id", strings.Repeat("22", 32))
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	var batch struct {
+		ChainID      string `json:"chainId"`
+		Meta         struct{ CreatedFromSafeAddress string }
+		Transactions []struct{ To, Value, Data string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &batch); err != nil {
+		t.Fatalf("stdout is not a batch: %v\n%s", err, r.stdout)
+	}
+	if batch.ChainID != "31337" || len(batch.Transactions) != 1 || batch.Transactions[0].To != f.ln.KMSContract.Hex() || !strings.HasPrefix(batch.Transactions[0].Data, "0x8618169d") {
+		t.Fatalf("batch %+v", batch)
+	}
+	// Whoever executes it, the Safe owns the app.
+	chain, err := deployer.Dial(context.Background(), f.ln.RPCURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chain.Close()
+	to := common.HexToAddress(batch.Transactions[0].To)
+	rcpt, err := chain.Transact(context.Background(), deployer.NewKeySigner(f.ln.DevAccount.PrivateKey), deployer.TxRequest{To: &to, Data: common.FromHex(batch.Transactions[0].Data)}, deployer.TxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep, err := deployer.ParseAppDeployed(rcpt, f.ln.KMSContract)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := chain.AppInfo(context.Background(), deployer.AppInfoQuery{App: dep.AppID})
+	if err != nil || info.Owner != common.HexToAddress(safe) {
+		t.Fatalf("owner %v (%v), want the Safe", info.Owner, err)
+	}
+	// Admin calls too: addComposeHash for the Safe to run.
+	r = runCLI(t, "", "app", "compose", "add", "--app-id", dep.AppID.Hex(), "--compose-hash", strings.Repeat("33", 32), "--calldata-only", "--chain", "anvil")
+	if r.code != 0 || !strings.Contains(r.stdout, "0xdfc77223") {
+		t.Fatalf("compose add --calldata-only: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 }

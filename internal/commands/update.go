@@ -19,6 +19,7 @@ func updateCommand() *cli.Command {
 		&cli.StringFlag{Name: "compose", Usage: "the new docker-compose file"},
 		&cli.StringFlag{Name: "pre-launch-script", Usage: "the new pre-launch script"},
 		&cli.BoolFlag{Name: "prepare-only", Usage: "stop at the commit token and print the on-chain calls for a multisig owner (nothing is sent)"},
+		&cli.BoolFlag{Name: "calldata-only", Usage: "--prepare-only, and write the calls as a Safe Transaction Builder file (--safe-file)"},
 		&cli.StringFlag{Name: "safe", Usage: "with --prepare-only: the Safe that owns the AppAuth; writes a Safe Transaction Builder file"},
 		&cli.StringFlag{Name: "safe-file", Value: "safe-transactions.json", Usage: "where --safe writes the Transaction Builder file"},
 		&cli.BoolFlag{Name: "wait", Usage: "wait until the CVM runs again"},
@@ -49,7 +50,7 @@ func runUpdate(c *cli.Context) error {
 		CVM:                         c.String("cvm"),
 		ComposeFile:                 c.String("compose"),
 		PreLaunchScriptFile:         c.String("pre-launch-script"),
-		PrepareOnly:                 c.Bool("prepare-only"),
+		PrepareOnly:                 c.Bool("prepare-only") || c.Bool("calldata-only"),
 		Wait:                        c.Bool("wait"),
 		AllowMissingEnv:             c.Bool("allow-missing-env"),
 		InsecureSkipKeyVerification: c.Bool("insecure-skip-kms-key-verification"),
@@ -84,7 +85,7 @@ func runUpdate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if safe != (common.Address{}) && len(res.OnChain) > 0 {
+	if (safe != (common.Address{}) || c.Bool("calldata-only")) && len(res.OnChain) > 0 {
 		calls := make([]safetx.Call, len(res.OnChain))
 		for i, oc := range res.OnChain {
 			calls[i] = safetx.Call{To: common.HexToAddress(oc.To), Data: common.FromHex(oc.Data)}
