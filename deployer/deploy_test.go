@@ -526,8 +526,10 @@ func TestOnSignedAndRebroadcast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.client.Rebroadcast(ctxT(t), raw); err != nil {
-		t.Fatalf("rebroadcast of a mined tx: %v", err)
+	// A mined tx's nonce is used: Rebroadcast says so, and the caller
+	// looks up the receipt (it cannot tell "mined" from "replaced").
+	if err := e.client.Rebroadcast(ctxT(t), raw); !errors.Is(err, deployer.ErrNonceUsed) {
+		t.Fatalf("rebroadcast of a mined tx: %v, want ErrNonceUsed", err)
 	}
 	n := e.nonce(t, e.owner.Address())
 	stop := errors.New("journal full")
