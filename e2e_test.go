@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ethereum/go-ethereum"
-	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/ethclient"
 
@@ -148,15 +145,11 @@ func newChainEnv(t *testing.T) *chainEnv {
 
 func (e *chainEnv) deployments(t *testing.T) int {
 	t.Helper()
-	logs, err := e.eth.FilterLogs(context.Background(), ethereum.FilterQuery{
-		FromBlock: big.NewInt(0),
-		Addresses: []common.Address{e.ln.KMSContract},
-		Topics:    [][]common.Hash{{crypto.Keccak256Hash([]byte("AppDeployedViaFactory(address,address)"))}},
-	})
+	n, err := e.ln.AppDeployments(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(logs)
+	return n
 }
 
 func deployArgs(name string) []string {

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
@@ -132,20 +131,14 @@ func (e *env) config(name string) cvm.Config {
 	}
 }
 
-// appDeployments counts AppDeployedViaFactory logs of the local KMS: the
-// number of AppAuths ever deployed through it.
+// appDeployments is the number of AppAuths ever deployed through the KMS.
 func (e *env) appDeployments(t *testing.T) int {
 	t.Helper()
-	topic := crypto.Keccak256Hash([]byte("AppDeployedViaFactory(address,address)"))
-	logs, err := e.eth.FilterLogs(context.Background(), ethereum.FilterQuery{
-		FromBlock: big.NewInt(0),
-		Addresses: []common.Address{e.ln.KMSContract},
-		Topics:    [][]common.Hash{{topic}},
-	})
+	n, err := e.ln.AppDeployments(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(logs)
+	return n
 }
 
 func TestDeployOnChainToRunning(t *testing.T) {

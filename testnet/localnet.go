@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
@@ -350,6 +351,23 @@ func shellQuote(s string) string {
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
+
+// AppDeployments counts the AppAuths ever deployed through the testnet's
+// KMS factory (its AppDeployedViaFactory logs). Tests use it to prove that
+// a flow deployed exactly once.
+func (l *Localnet) AppDeployments(ctx context.Context) (int, error) {
+	logs, err := l.client.Eth().FilterLogs(ctx, ethereum.FilterQuery{
+		FromBlock: big.NewInt(0),
+		Addresses: []common.Address{l.KMSContract},
+		Topics:    [][]common.Hash{{appDeployedViaFactoryTopic}},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("localnet: count app deployments: %w", err)
+	}
+	return len(logs), nil
+}
+
+var appDeployedViaFactoryTopic = crypto.Keccak256Hash([]byte("AppDeployedViaFactory(address,address)"))
 
 // Close stops the cloud, then the chain. It is safe on a partly started
 // testnet and more than once.

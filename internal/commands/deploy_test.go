@@ -4,14 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/ethclient"
@@ -97,15 +95,11 @@ func jsonDoc(t *testing.T, r cliRun) map[string]any {
 
 func (f *flowEnv) deployments(t *testing.T) int {
 	t.Helper()
-	logs, err := f.eth.FilterLogs(context.Background(), ethereum.FilterQuery{
-		FromBlock: big.NewInt(0),
-		Addresses: []common.Address{f.ln.KMSContract},
-		Topics:    [][]common.Hash{{crypto.Keccak256Hash([]byte("AppDeployedViaFactory(address,address)"))}},
-	})
+	n, err := f.ln.AppDeployments(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(logs)
+	return n
 }
 
 func (f *flowEnv) deployArgs(name string, extra ...string) []string {
