@@ -1,0 +1,127 @@
+// Command benchmark measures cvmdeploy and the official phala CLI against the
+// same in-process local testnet (anvil + local Phala Cloud) in one run and
+// prints the results as a markdown table.
+//
+//	go run ./testnet/cmd/benchmark                 # full run, table on stdout
+//	go run ./testnet/cmd/benchmark -quick          # small counts, a smoke run
+//	go run ./testnet/cmd/benchmark -skip-official  # cvmdeploy only (no npm)
+//	go run ./testnet/cmd/benchmark -out bench.md   # also write the markdown to a file
+//
+// Everything listens on and talks to 127.0.0.1 only; every run has a timeout
+// and the counts are fixed, so a run is bounded (a few minutes in full).
+// Progress goes to stderr, the markdown to stdout.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// options are the command-line settings.
+type options struct {
+	quick        bool
+	skipOfficial bool
+	out          string
+
+	nAuto        int // cvmdeploy deploys on automine
+	nBlock       int // cvmdeploy deploys at 1 block/s
+	nCount       int // cvmdeploy deploys through the proxy, per chain mode
+	nOffAuto     int // official CLI deploys on automine
+	nOffBlock    int // official CLI deploys at 1 block/s
+	nOffCount    int // official CLI deploys through the proxy, per chain mode
+	nHelp        int // cvmdeploy --help runs
+	nOffHelp     int // phala --help runs
+	batchApps    int // apps in the batch at 1 block/s
+	seed         int64
+	totalTimeout time.Duration
+}
+
+// Check rejects counts the report cannot be built from.
+func (o options) Check() error {
+	var errs []error
+	for name, n := range map[string]int{"-n": o.nAuto, "-n-1s": o.nBlock, "-n-count": o.nCount, "-n-help": o.nHelp} {
+		if n < 1 || n > 200 {
+			errs = append(errs, fmt.Errorf("%s %d: want 1..200", name, n))
+		}
+	}
+	if !o.skipOfficial {
+		for name, n := range map[string]int{"-n-official": o.nOffAuto, "-n-official-1s": o.nOffBlock, "-n-official-count": o.nOffCount, "-n-official-help": o.nOffHelp} {
+			if n < 1 || n > 50 {
+				errs = append(errs, fmt.Errorf("%s %d: want 1..50", name, n))
+			}
+		}
+	}
+	if o.batchApps < 1 || o.batchApps > 200 {
+		errs = append(errs, fmt.Errorf("-batch %d: want 1..200 (a batch file holds at most 200 apps)", o.batchApps))
+	}
+	if o.totalTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("-timeout %v: want a positive duration", o.totalTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+func main() {
+	o := options{}
+	flag.BoolVar(&o.quick, "quick", false, "small counts (a smoke run of every measurement, about a minute)")
+	flag.BoolVar(&o.skipOfficial, "skip-official", false, "do not install or run the official phala CLI")
+	flag.StringVar(&o.out, "out", "", "also write the markdown to this file")
+	flag.IntVar(&o.nAuto, "n", 20, "cvmdeploy deploys timed on anvil automine")
+	flag.IntVar(&o.nBlock, "n-1s", 10, "cvmdeploy deploys timed at one block per second")
+	flag.IntVar(&o.nCount, "n-count", 5, "cvmdeploy deploys through the counting proxy, per chain mode")
+	flag.IntVar(&o.nOffAuto, "n-official", 10, "official CLI deploys timed on anvil automine")
+	flag.IntVar(&o.nOffBlock, "n-official-1s", 10, "official CLI deploys timed at one block per second")
+	flag.IntVar(&o.nOffCount, "n-official-count", 3, "official CLI deploys through the counting proxy, per chain mode")
+	flag.IntVar(&o.nHelp, "n-help", 20, "cvmdeploy --help runs")
+	flag.IntVar(&o.nOffHelp, "n-official-help", 10, "phala --help runs")
+	flag.IntVar(&o.batchApps, "batch", 50, "apps in the batch deployed at one block per second")
+	flag.Int64Var(&o.seed, "seed", 1, "seed of the start offsets at one block per second")
+	flag.DurationVar(&o.totalTimeout, "timeout", 30*time.Minute, "bound on the whole run")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "benchmark: unexpected arguments %q\n", flag.Args())
+		os.Exit(2)
+	}
+	if o.quick {
+		o.nAuto, o.nBlock, o.nCount = 3, 2, 1
+		o.nOffAuto, o.nOffBlock, o.nOffCount = 2, 1, 1
+		o.nHelp, o.nOffHelp = 3, 2
+		o.batchApps = 10
+	}
+	if err := o.Check(); err != nil {
+		fmt.Fprintf(os.Stderr, "benchmark: %v\n", err)
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, o.totalTimeout)
+	defer cancel()
+
+	md, err := run(ctx, o)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "benchmark: %v\n", err)
+		os.Exit(1)
+	}
+	fmt.Print(md)
+	if o.out != "" {
+		if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {
+			fmt.Fprintf(os.Stderr, "benchmark: %v\n", err)
+			os.Exit(1)
+		}
+		progressf("wrote %s", o.out)
+	}
+}
+
+var startedAt = time.Now()
+
+// progressf prints one progress line on stderr, stamped with the time since
+// the start.
+func progressf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(startedAt).Seconds(), fmt.Sprintf(format, args...))
+}
