@@ -32,6 +32,12 @@ type DeployAppConfig struct {
 	// RequireTcbUpToDate selects the 6-argument factory overload; otherwise
 	// the 5-argument one, which every KMS generation since 2025-07 has.
 	RequireTcbUpToDate bool
+	// ReadKMSRootKey reads kmsInfo().k256Pubkey in DeployApp's preflight
+	// batch into AppDeployment.KMSRootKey, saving the separate request a
+	// later key verification would make. A failed read fails the
+	// preflight, so nothing is paid for a deployment whose key cannot be
+	// verified.
+	ReadKMSRootKey bool
 }
 
 // Check rejects a config the factory would refuse.
@@ -66,6 +72,9 @@ type AppDeployment struct {
 	BlockNumber uint64      `json:"block_number"`
 	GasUsed     uint64      `json:"gas_used"`
 	ChainID     uint64      `json:"chain_id"`
+	// KMSRootKey is the KMS's kmsInfo().k256Pubkey, read before the
+	// transaction when DeployAppConfig.ReadKMSRootKey is set.
+	KMSRootKey hexutil.Bytes `json:"kms_root_key,omitempty"`
 }
 
 // DeployAppCalldata returns the factory call for cfg, for a Safe or another
@@ -118,8 +127,8 @@ func (cfg DeployAppConfig) owner(s common.Address) common.Address {
 
 // DeployApp deploys and registers an AppAuth through the KMS factory in one
 // transaction and reads the ids from the receipt. On an automining chain it
-// makes three or four JSON-RPC HTTP requests: the preflight batch, the send
-// and one or two receipt polls.
+// usually makes three JSON-RPC HTTP requests: the preflight batch (with the
+// KMS root key when asked), the send and one receipt poll.
 func (c *Client) DeployApp(ctx context.Context, signer Signer, cfg DeployAppConfig, opts TxOptions) (*AppDeployment, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, err
@@ -130,7 +139,12 @@ func (c *Client) DeployApp(ctx context.Context, signer Signer, cfg DeployAppConf
 	if err != nil {
 		return nil, err
 	}
-	r, err := c.Transact(ctx, signer, req, opts)
+	var extras []extraRead
+	var root []byte
+	if cfg.ReadKMSRootKey {
+		extras = append(extras, kmsRootKeyRead(cfg.KMS, &root))
+	}
+	r, err := c.transact(ctx, signer, req, opts, extras)
 	if err != nil {
 		return nil, err
 	}
@@ -139,6 +153,50 @@ func (c *Client) DeployApp(ctx context.Context, signer Signer, cfg DeployAppConf
 		return nil, err
 	}
 	d.Owner = owner
+	d.ChainID = c.chainIDOf(r)
+	d.KMSRootKey = root
+	return d, nil
+}
+
+// kmsRootKeyRead is kmsInfo() on kms as a preflight extra; the key lands in
+// *out. The code check of the same batch has already vouched for kms.
+func kmsRootKeyRead(kms common.Address, out *[]byte) extraRead {
+	data := kmsBinding().PackKmsInfo()
+	var ret hexutil.Bytes
+	return extraRead{
+		elem: rpc.BatchElem{Method: "eth_call", Args: []any{map[string]any{"to": kms, "input": hexutil.Bytes(data), "data": hexutil.Bytes(data)}, "latest"}, Result: &ret},
+		check: func(e rpc.BatchElem, _ uint64) error {
+			if e.Error != nil {
+				if isRevert(e.Error) {
+					d, _ := revertData(e.Error)
+					return fmt.Errorf("reading kmsInfo(): the call reverted (%s): is %s a DstackKms?", DecodeRevert(d), kms.Hex())
+				}
+				return fmt.Errorf("reading kmsInfo(): %w", e.Error)
+			}
+			info, err := kmsBinding().UnpackKmsInfo(ret)
+			if err != nil {
+				return fmt.Errorf("reading kmsInfo(): %w", err)
+			}
+			*out = info.K256Pubkey
+			return nil
+		},
+	}
+}
+
+// ResumeAppDeployment finishes a factory transaction signed by an earlier
+// run (see ResumeTx: any variant's receipt, a re-send of the same bytes
+// when the node lost it, replacement when stuck) and reads the deployment
+// from the canonical receipt of whichever variant was mined.
+func (c *Client) ResumeAppDeployment(ctx context.Context, signer Signer, kms common.Address, latest *types.Transaction, earlier []common.Hash, opts TxOptions) (*AppDeployment, error) {
+	r, err := c.ResumeTx(ctx, signer, latest, earlier, opts)
+	if err != nil {
+		return nil, err
+	}
+	d, err := ParseAppDeployed(r, kms)
+	if err != nil {
+		return nil, err
+	}
+	d.Owner = ownerFromCalldata(latest.Data())
 	d.ChainID = c.chainIDOf(r)
 	return d, nil
 }

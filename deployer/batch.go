@@ -52,7 +52,7 @@ func (c *Client) DeployApps(ctx context.Context, signer Signer, cfgs []DeployApp
 	for i := len(sent); i < len(cfgs); i++ {
 		out[i].Err = fmt.Errorf("not sent: %w", sendErr)
 	}
-	rs, err := c.waitMined(ctx, from, sent, p.reqs[:len(sent)], opts)
+	rs, err := c.waitMined(ctx, signer, p, sent, opts)
 	if rs == nil {
 		// The wait itself failed (timeout, node gone): every sent app is
 		// still pending; its journaled transaction is what to resume.
@@ -63,7 +63,7 @@ func (c *Client) DeployApps(ctx context.Context, signer Signer, cfgs []DeployApp
 	}
 	for i, r := range rs {
 		if r.Status != types.ReceiptStatusSuccessful {
-			out[i].Err = c.revertError(ctx, from, sent[i], r)
+			out[i].Err = c.revertError(ctx, from, sent[i].variantOf(r.TxHash), r)
 			continue
 		}
 		d, err := ParseAppDeployed(r, normalized[i].KMS)

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 )
@@ -20,6 +21,9 @@ type Chain struct {
 	// KMS is Phala Cloud's DstackKms proxy on this chain; zero when none is
 	// known (then --kms-contract is required).
 	KMS common.Address
+	// BlockTime is the chain's slot time; zero when it varies (local
+	// chains). Receipt polls wait for the next block with it.
+	BlockTime time.Duration
 }
 
 // BaseKMS is the DstackKms proxy Phala Cloud's on-chain KMS uses on Base.
@@ -28,10 +32,10 @@ var BaseKMS = common.HexToAddress("0x2f83172A49584C017F2B256F0FB2Dca14126Ba9C")
 // chains is the registry. Ethereum mainnet's Phala KMS address is not known
 // to us (it is served by the Phala Cloud API), so it stays zero.
 var chains = []Chain{
-	{Name: "ethereum", Aliases: []string{"mainnet", "eth"}, ID: 1, Explorer: "https://etherscan.io"},
-	{Name: "base", ID: 8453, Explorer: "https://basescan.org", KMS: BaseKMS},
-	{Name: "sepolia", ID: 11155111, Explorer: "https://sepolia.etherscan.io"},
-	{Name: "base-sepolia", ID: 84532, Explorer: "https://sepolia.basescan.org"},
+	{Name: "ethereum", Aliases: []string{"mainnet", "eth"}, ID: 1, Explorer: "https://etherscan.io", BlockTime: 12 * time.Second},
+	{Name: "base", ID: 8453, Explorer: "https://basescan.org", KMS: BaseKMS, BlockTime: 2 * time.Second},
+	{Name: "sepolia", ID: 11155111, Explorer: "https://sepolia.etherscan.io", BlockTime: 12 * time.Second},
+	{Name: "base-sepolia", ID: 84532, Explorer: "https://sepolia.basescan.org", BlockTime: 2 * time.Second},
 	{Name: "anvil", Aliases: []string{"localhost"}, ID: 31337},
 }
 

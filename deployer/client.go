@@ -27,10 +27,16 @@ type RPCError struct {
 	URL    string // redacted
 	Method string // the first method of the request, e.g. "eth_chainId"
 	Err    error  // the transport error, never carrying the raw URL
+	// Attempts is how many times the request was tried (see RetryPolicy).
+	Attempts int
 }
 
 func (e *RPCError) Error() string {
-	return fmt.Sprintf("RPC node %s did not answer %s (%v): check --rpc-url / ETH_RPC_URL and that the node is running", e.URL, e.Method, e.Err)
+	tries := ""
+	if e.Attempts > 1 {
+		tries = fmt.Sprintf(" after %d attempts", e.Attempts)
+	}
+	return fmt.Sprintf("RPC node %s did not answer %s (%v)%s: check --rpc-url / ETH_RPC_URL and that the node is running", e.URL, e.Method, e.Err, tries)
 }
 
 func (e *RPCError) Unwrap() error { return e.Err }
@@ -50,9 +56,13 @@ type Client struct {
 	// ExpectChainID, when non-zero, is compared with eth_chainId in every
 	// preflight (--chain); a mismatch is a *ChainMismatchError.
 	ExpectChainID uint64
+	// Retry bounds the repetition of requests after transport failures.
+	Retry RetryPolicy
 
 	// chainID caches the id the last preflight read (receipts carry none).
 	chainID atomic.Uint64
+	// retries counts repeated requests, for tests and diagnostics.
+	retries atomic.Uint64
 }
 
 // Dial connects to url (http(s)://, ws(s)://, or an IPC path). For HTTP no
@@ -63,7 +73,11 @@ func Dial(ctx context.Context, rawURL string) (*Client, error) {
 		return nil, errors.New("no RPC URL: pass --rpc-url or set ETH_RPC_URL")
 	}
 	red := RedactURL(rawURL)
-	rc, err := rpc.DialContext(ctx, rawURL)
+	var opts []rpc.ClientOption
+	if u, err := url.Parse(rawURL); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+		opts = append(opts, rpc.WithHTTPClient(newHTTPClient()))
+	}
+	rc, err := rpc.DialOptions(ctx, rawURL, opts...)
 	if err != nil {
 		return nil, &RPCError{URL: red, Method: "dial", Err: stripURL(err)}
 	}
@@ -92,6 +106,10 @@ func (c *Client) ChainID() uint64 { return c.chainID.Load() }
 // URL is the redacted node URL.
 func (c *Client) URL() string { return c.url }
 
+// Retries is the number of requests repeated so far after transport
+// failures (see RetryPolicy).
+func (c *Client) Retries() uint64 { return c.retries.Load() }
+
 func (c *Client) timeout() time.Duration {
 	if c.CallTimeout > 0 {
 		return c.CallTimeout
@@ -99,27 +117,34 @@ func (c *Client) timeout() time.Duration {
 	return DefaultCallTimeout
 }
 
-// call does one request with the per-call timeout and maps transport errors.
+// call does one request with the per-call timeout, retried on transport
+// failures (see RetryPolicy), and maps transport errors.
 func (c *Client) call(ctx context.Context, result any, method string, args ...any) error {
-	cctx, cancel := context.WithTimeout(ctx, c.timeout())
-	defer cancel()
-	return c.wrap(ctx, method, c.rpc.CallContext(cctx, result, method, args...))
+	n, err := c.retrying(ctx, func(cctx context.Context) error {
+		return c.rpc.CallContext(cctx, result, method, args...)
+	})
+	return c.wrap(ctx, method, n, err)
 }
 
-// batch sends elems as one JSON-RPC batch (one HTTP request). Per-element
-// errors stay in elems[i].Error; only transport errors are returned.
+// batch sends elems as one JSON-RPC batch (one HTTP request), retried like
+// call. Per-element errors stay in elems[i].Error; only transport errors
+// are returned.
 func (c *Client) batch(ctx context.Context, elems []rpc.BatchElem) error {
 	if len(elems) == 0 {
 		return nil
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.timeout())
-	defer cancel()
-	return c.wrap(ctx, elems[0].Method, c.rpc.BatchCallContext(cctx, elems))
+	n, err := c.retrying(ctx, func(cctx context.Context) error {
+		for i := range elems {
+			elems[i].Error = nil
+		}
+		return c.rpc.BatchCallContext(cctx, elems)
+	})
+	return c.wrap(ctx, elems[0].Method, n, err)
 }
 
 // wrap turns transport failures into *RPCError. JSON-RPC errors (the node
 // answered) and the caller's own cancellation pass through unchanged.
-func (c *Client) wrap(ctx context.Context, method string, err error) error {
+func (c *Client) wrap(ctx context.Context, method string, attempts int, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -130,7 +155,7 @@ func (c *Client) wrap(ctx context.Context, method string, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return &RPCError{URL: c.url, Method: method, Err: stripURL(err)}
+	return &RPCError{URL: c.url, Method: method, Err: stripURL(err), Attempts: attempts}
 }
 
 // stripURL removes *url.Error wrappers, whose message repeats the full URL

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/big"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -125,7 +126,7 @@ func TestDeployAppFactoryOverloads(t *testing.T) {
 			}
 			// Re-reading the receipt gives the same deployment (resume).
 			again, err := e.client.AppDeploymentFromTx(ctxT(t), e.kms.KMSContract, d.TxHash)
-			if err != nil || *again != *d {
+			if err != nil || !reflect.DeepEqual(again, d) {
 				t.Fatalf("AppDeploymentFromTx = %+v, %v; want %+v", again, err, d)
 			}
 		})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -125,9 +126,12 @@ func (e *RevertError) Error() string {
 // TimeoutError: the transaction was sent but not mined (or not confirmed)
 // in time. It may still be mined; TxHash is the handle to follow it.
 type TimeoutError struct {
-	TxHash  common.Hash
+	TxHash  common.Hash // the newest variant
 	Timeout time.Duration
 	Mined   bool // mined but short of the requested confirmations
+	// Variants are all transactions signed for the nonce, oldest first
+	// (more than one after replacements); any of them may still be mined.
+	Variants []common.Hash
 }
 
 func (e *TimeoutError) Error() string {
@@ -135,7 +139,17 @@ func (e *TimeoutError) Error() string {
 	if e.Mined {
 		what = "mined but not confirmed"
 	}
-	return fmt.Sprintf("transaction %s %s after %s: it may still be mined; check it later or raise --timeout (do not resend blindly: the same nonce is in use)", e.TxHash.Hex(), what, e.Timeout)
+	also := ""
+	if len(e.Variants) > 1 {
+		hs := make([]string, 0, len(e.Variants)-1)
+		for _, h := range e.Variants {
+			if h != e.TxHash {
+				hs = append(hs, h.Hex())
+			}
+		}
+		also = " (it replaced " + strings.Join(hs, ", ") + ")"
+	}
+	return fmt.Sprintf("transaction %s%s %s after %s: it may still be mined; check it later or raise --timeout (do not resend blindly: the same nonce is in use)", e.TxHash.Hex(), also, what, e.Timeout)
 }
 
 // Unwrap makes errors.Is(err, context.DeadlineExceeded) true.

@@ -133,7 +133,7 @@ func (c *Client) DeployKMS(ctx context.Context, signer Signer, cfg KMSDeployConf
 	if err != nil {
 		return nil, err
 	}
-	rs, err := c.waitMined(ctx, from, sent, p.reqs, opts)
+	rs, err := c.waitMined(ctx, signer, p, sent, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -55,10 +55,27 @@ type TxOptions struct {
 	// exactly this transaction instead of signing another.
 	OnSigned func(*types.Transaction) error
 	// OnSent is called with the hash right after the node accepted the
-	// transaction, before waiting (the CLI prints it then).
+	// transaction, before waiting (the CLI prints it then), and again for
+	// each replacement the node accepts.
 	OnSent func(common.Hash)
-	// PollInterval caps the receipt poll backoff; 0 means 1 s.
+	// OnEvent, when set, hears what happens while waiting: replacements,
+	// re-sends of a transaction the node lost, reorgs (see TxEventKind).
+	OnEvent func(TxEvent)
+	// PollInterval caps the receipt poll backoff; 0 means 1 s. On chains
+	// whose block time is known or measured, polls wait for the next block
+	// instead, which can be longer.
 	PollInterval time.Duration
+	// ReplaceAfter (--replace-after), when positive, replaces a transaction
+	// that is not mined that long after it was signed: the same nonce, to,
+	// value, data and gas, with the tip and fee cap raised by 12.5 % (nodes
+	// require 10 %; the fee cap also at least 2 × base fee + tip), signed
+	// and passed to OnSigned before it is broadcast. Every variant stays
+	// awaited: whichever is mined is the result. Zero never replaces.
+	ReplaceAfter time.Duration
+	// MaxFeeCap (--max-fee) is the highest maxFeePerGas (legacy: gas
+	// price) a replacement may use. Nil: MaxFee when set, else three times
+	// the first transaction's fee cap.
+	MaxFeeCap *big.Int
 }
 
 // Check rejects contradictory settings.
@@ -77,6 +94,20 @@ func (o TxOptions) Check() error {
 	}
 	if o.Timeout < 0 || o.PollInterval < 0 {
 		return errors.New("--timeout must not be negative")
+	}
+	if o.ReplaceAfter < 0 {
+		return errors.New("--replace-after must not be negative")
+	}
+	if o.MaxFeeCap != nil {
+		if o.MaxFeeCap.Sign() <= 0 {
+			return errors.New("--max-fee must be positive")
+		}
+		if o.MaxFee != nil && o.MaxFeeCap.Cmp(o.MaxFee) < 0 {
+			return fmt.Errorf("--max-fee (%s gwei) is below --gas-price (%s gwei): replacements can only raise the fee", FormatGwei(o.MaxFeeCap), FormatGwei(o.MaxFee))
+		}
+		if o.PriorityFee != nil && o.PriorityFee.Cmp(o.MaxFeeCap) > 0 {
+			return fmt.Errorf("--priority-gas-price (%s gwei) is above --max-fee (%s gwei)", FormatGwei(o.PriorityFee), FormatGwei(o.MaxFeeCap))
+		}
 	}
 	return nil
 }
@@ -169,9 +200,11 @@ func callArgs(from common.Address, req TxRequest, gas uint64) map[string]any {
 
 // headBlock is the part of eth_getBlockByNumber this package reads.
 type headBlock struct {
-	Number   hexutil.Uint64 `json:"number"`
-	GasLimit hexutil.Uint64 `json:"gasLimit"`
-	BaseFee  *hexutil.Big   `json:"baseFeePerGas"`
+	Number    hexutil.Uint64 `json:"number"`
+	Hash      common.Hash    `json:"hash"`
+	Timestamp hexutil.Uint64 `json:"timestamp"`
+	GasLimit  hexutil.Uint64 `json:"gasLimit"`
+	BaseFee   *hexutil.Big   `json:"baseFeePerGas"`
 }
 
 // plan is the outcome of a preflight: unsigned transactions ready to sign.
@@ -182,6 +215,10 @@ type plan struct {
 	reqs    []TxRequest
 	balance *big.Int
 	cost    *big.Int // Σ gas × fee cap + value
+	// head is the latest block the preflight read, at local time headSeen:
+	// the receipt poll schedule starts from it.
+	head     *headInfo
+	headSeen time.Time
 }
 
 // extraRead is a read riding in the preflight batch, checked after the chain
@@ -249,6 +286,7 @@ func (c *Client) preflight(ctx context.Context, from common.Address, reqs []TxRe
 	if err := c.batch(ctx, elems); err != nil {
 		return nil, err
 	}
+	seen := time.Now()
 	// Reads that must succeed for any further check to mean something.
 	for _, i := range []int{iChain, iBal, iNonce, iHead} {
 		if i >= 0 && elems[i].Error != nil {
@@ -298,7 +336,8 @@ func (c *Client) preflight(ctx context.Context, from common.Address, reqs []TxRe
 		}
 	}
 
-	p := &plan{chainID: new(big.Int).SetUint64(id), from: from, reqs: reqs, balance: balance.ToInt()}
+	p := &plan{chainID: new(big.Int).SetUint64(id), from: from, reqs: reqs, balance: balance.ToInt(), headSeen: seen,
+		head: &headInfo{Number: head.Number, Hash: head.Hash, Timestamp: head.Timestamp, BaseFee: head.BaseFee}}
 	next := uint64(nonce)
 	if opts.Nonce != nil {
 		next = *opts.Nonce
@@ -394,39 +433,6 @@ func estimateError(r TxRequest, err error) error {
 	return e
 }
 
-// sendAll signs and sends the planned transactions in nonce order without
-// waiting between them, calling opts.OnSent after each.
-func (c *Client) sendAll(ctx context.Context, signer Signer, p *plan, opts TxOptions) ([]*types.Transaction, error) {
-	var sent []*types.Transaction
-	for _, tx := range p.txs {
-		signed, err := signer.SignTx(ctx, tx, p.chainID)
-		if err != nil {
-			return sent, fmt.Errorf("signing: %w", err)
-		}
-		raw, err := signed.MarshalBinary()
-		if err != nil {
-			return sent, fmt.Errorf("encoding the signed transaction: %w", err)
-		}
-		if opts.OnSigned != nil {
-			if err := opts.OnSigned(signed); err != nil {
-				return sent, fmt.Errorf("before sending transaction %s: %w", signed.Hash().Hex(), err)
-			}
-		}
-		var h common.Hash
-		if err := c.call(ctx, &h, "eth_sendRawTransaction", hexutil.Bytes(raw)); err != nil {
-			return sent, fmt.Errorf("sending transaction (nonce %d): %w", signed.Nonce(), err)
-		}
-		if h != signed.Hash() {
-			return sent, fmt.Errorf("the node returned hash %s for transaction %s", h.Hex(), signed.Hash().Hex())
-		}
-		sent = append(sent, signed)
-		if opts.OnSent != nil {
-			opts.OnSent(h)
-		}
-	}
-	return sent, nil
-}
-
 // Transact runs one transaction end to end: batched preflight, sign, send,
 // wait for the receipt and confirmations. A mined revert is a *RevertError
 // with the reason replayed from the chain.
@@ -443,7 +449,7 @@ func (c *Client) transact(ctx context.Context, signer Signer, req TxRequest, opt
 	if err != nil {
 		return nil, err
 	}
-	rs, err := c.waitMined(ctx, p.from, sent, p.reqs, opts)
+	rs, err := c.waitMined(ctx, signer, p, sent, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -451,23 +457,21 @@ func (c *Client) transact(ctx context.Context, signer Signer, req TxRequest, opt
 }
 
 // Rebroadcast sends an already signed transaction again, e.g. one journaled
-// before an interrupted run. A node that already has it (in its pool or
-// mined) is not an error: the same bytes can only ever be mined once.
+// before an interrupted run; transport failures are retried (the same bytes
+// can only ever be mined once). A node that already has it pooled is not
+// an error. A used nonce is reported as ErrNonceUsed: the transaction was
+// mined already, or another one took the nonce, and only the receipt can
+// tell (ResumeTx does all of this, and waits).
 func (c *Client) Rebroadcast(ctx context.Context, raw []byte) error {
-	var h common.Hash
-	err := c.call(ctx, &h, "eth_sendRawTransaction", hexutil.Bytes(raw))
-	if err == nil {
+	var tx types.Transaction
+	if err := tx.UnmarshalBinary(raw); err != nil {
+		return fmt.Errorf("not a signed transaction: %w", err)
+	}
+	st, err := c.broadcast(ctx, raw, tx.Hash())
+	switch st {
+	case sendAccepted, sendKnown:
 		return nil
-	}
-	msg := strings.ToLower(err.Error())
-	for _, known := range []string{"already known", "already imported", "known transaction", "already exists"} {
-		if strings.Contains(msg, known) {
-			return nil
-		}
-	}
-	if strings.Contains(msg, "nonce too low") {
-		// Mined already, or another transaction took the nonce: only the
-		// receipt can tell, so the caller looks it up.
+	case sendNonceUsed:
 		return fmt.Errorf("%w: %w", ErrNonceUsed, err)
 	}
 	return err
@@ -476,112 +480,17 @@ func (c *Client) Rebroadcast(ctx context.Context, raw []byte) error {
 // ErrNonceUsed: the account's nonce moved past the transaction's.
 var ErrNonceUsed = errors.New("the transaction's nonce is already used")
 
-// WaitReceipt waits for a transaction sent earlier (e.g. recorded before an
-// interruption) and its confirmations. It does not decode a revert.
+// WaitReceipt waits for a transaction sent earlier and its confirmations,
+// counted against the head, and returns its receipt once its block is
+// canonical. It does not decode a revert and cannot re-send (it has only
+// the hash): see ResumeTx.
 func (c *Client) WaitReceipt(ctx context.Context, h common.Hash, opts TxOptions) (*types.Receipt, error) {
-	rs, err := c.waitReceipts(ctx, []common.Hash{h}, opts)
+	t := &pendingTx{hashes: []common.Hash{h}, accepted: -1}
+	rs, err := newWaiter(c, nil, common.Address{}, nil, []*pendingTx{t}, opts).wait(ctx, 0)
 	if err != nil {
 		return nil, err
 	}
 	return rs[0], nil
-}
-
-// waitMined waits for all receipts and turns the first status-0 receipt
-// into a *RevertError.
-func (c *Client) waitMined(ctx context.Context, from common.Address, txs []*types.Transaction, reqs []TxRequest, opts TxOptions) ([]*types.Receipt, error) {
-	hashes := make([]common.Hash, len(txs))
-	for i, tx := range txs {
-		hashes[i] = tx.Hash()
-	}
-	rs, err := c.waitReceipts(ctx, hashes, opts)
-	if err != nil {
-		return nil, err
-	}
-	for i, r := range rs {
-		if r.Status != types.ReceiptStatusSuccessful {
-			return rs, c.revertError(ctx, from, txs[i], r)
-		}
-	}
-	return rs, nil
-}
-
-// waitReceipts polls eth_getTransactionReceipt for every hash (one batch per
-// round) immediately, then with a doubling delay from 10 ms up to the cap.
-// An automining node (anvil) often answers the send before the block is
-// sealed, so a short first retry saves ~50 ms there; on a chain with 2 s
-// blocks the doubling costs about eight extra cheap calls per transaction.
-// With more than one confirmation the head number rides in the same batch
-// and a tx counts as confirmed when receiptBlock + confs <= head + 1.
-func (c *Client) waitReceipts(ctx context.Context, hashes []common.Hash, opts TxOptions) ([]*types.Receipt, error) {
-	confs := opts.confirmations()
-	wctx, cancel := context.WithTimeout(ctx, opts.timeout())
-	defer cancel()
-	out := make([]*types.Receipt, len(hashes))
-	delay := 10 * time.Millisecond
-	var lastErr error
-	for {
-		var elems []rpc.BatchElem
-		var idx []int
-		got := make([]*types.Receipt, len(hashes))
-		for i, h := range hashes {
-			if out[i] == nil || confs > 1 {
-				elems = append(elems, rpc.BatchElem{Method: "eth_getTransactionReceipt", Args: []any{h}, Result: &got[i]})
-				idx = append(idx, i)
-			}
-		}
-		var head hexutil.Uint64
-		if confs > 1 {
-			elems = append(elems, rpc.BatchElem{Method: "eth_blockNumber", Result: &head})
-		}
-		var err error
-		if len(elems) == 1 {
-			// A lone call is sent as a plain request, not a batch of one.
-			err = c.call(wctx, elems[0].Result, elems[0].Method, elems[0].Args...)
-			elems[0].Error = err
-		} else {
-			err = c.batch(wctx, elems)
-		}
-		if err == nil {
-			for k, i := range idx {
-				if elems[k].Error != nil {
-					lastErr = elems[k].Error
-					continue
-				}
-				out[i] = got[i] // nil again after a reorg dropped it
-			}
-			done := true
-			for _, r := range out {
-				if r == nil || (confs > 1 && (elems[len(elems)-1].Error != nil || r.BlockNumber.Uint64()+confs > uint64(head)+1)) {
-					done = false
-					break
-				}
-			}
-			if done {
-				return out, nil
-			}
-		} else {
-			// The node may be restarting; keep polling until the timeout.
-			lastErr = err
-		}
-		select {
-		case <-wctx.Done():
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("waiting for transaction %s: %w", hashes[0].Hex(), ctx.Err())
-			}
-			for i, r := range out {
-				if r == nil || confs > 1 {
-					te := &TimeoutError{TxHash: hashes[i], Timeout: opts.timeout(), Mined: r != nil}
-					if lastErr != nil && r == nil {
-						return nil, fmt.Errorf("%w (last RPC error: %v)", te, lastErr)
-					}
-					return nil, te
-				}
-			}
-			return nil, &TimeoutError{TxHash: hashes[0], Timeout: opts.timeout()}
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, opts.pollCap())
-	}
 }
 
 // revertError replays a reverted transaction with eth_call on the state
