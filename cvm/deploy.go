@@ -84,6 +84,9 @@ type run struct {
 	path  string
 	res   *Result
 	chain *deployer.Client
+	// kmsRootKey is the KMS root key read on-chain in the AppAuth
+	// deployment's preflight batch; nil when not read.
+	kmsRootKey []byte
 }
 
 // Deploy takes a compose file and env to a committed (and, with cfg.Wait,
@@ -422,22 +425,34 @@ func (d *run) deployAppAuth(ctx context.Context) error {
 		}
 	}
 	opts := d.cfg.Tx
+	// Every variant (the first, and each replacement of a stuck one) is
+	// journaled before it is broadcast.
 	opts.OnSigned = func(tx *types.Transaction) error {
-		raw, err := tx.MarshalBinary()
-		if err != nil {
+		if d.j.DeployTx == nil {
+			d.j.DeployTx = &TxStep{}
+		}
+		if err := d.j.DeployTx.AddVariant(tx, d.Signer.Address(), d.now().UTC()); err != nil {
 			return err
 		}
-		d.j.DeployTx = &TxStep{Hash: tx.Hash().Hex(), From: d.Signer.Address().Hex(), Nonce: tx.Nonce(), RawTx: hexutil.Encode(raw), SentAt: d.now().UTC()}
 		return d.save(StepDeployTx)
 	}
 	opts.OnSent = func(h common.Hash) {
 		d.say("→ AppAuth transaction sent: %s%s", h.Hex(), d.explorer(p.ChainID, h))
 	}
+	opts.OnEvent = func(e deployer.TxEvent) {
+		if e.Kind != deployer.TxMined {
+			d.say("  %s", e)
+		}
+	}
+	// The KMS root key that verifies the app's env key rides in the
+	// preflight batch (one request fewer than reading it afterwards).
+	cfg.ReadKMSRootKey = !d.cfg.InsecureSkipKeyVerification
 	d.say("→ deploying the AppAuth through KMS %s on chain %d (owner %s)", kmsAddr.Hex(), p.ChainID, cfg.Owner.Hex())
 	dep, err := d.chain.DeployApp(ctx, d.Signer, cfg, opts)
 	if err != nil {
 		return fmt.Errorf("deploy AppAuth: %w", err)
 	}
+	d.kmsRootKey = dep.KMSRootKey
 	return d.recordApp(dep)
 }
 
@@ -499,38 +514,39 @@ func hexBytes32(s string) ([32]byte, error) {
 }
 
 // recoverDeployment finishes a factory transaction journaled by an earlier
-// run: its receipt if mined; otherwise the same signed bytes are broadcast
-// again (same nonce: it can only ever be mined once) and awaited.
+// run: the receipt of whichever variant (the original or a replacement) was
+// mined; otherwise the newest signed bytes are broadcast again if the node
+// does not have them (same nonce: it can only ever be mined once), awaited,
+// and replaced if stuck, each new variant journaled first.
 func (d *run) recoverDeployment(ctx context.Context, kmsAddr common.Address, t *TxStep) (*deployer.AppDeployment, error) {
-	h := common.HexToHash(t.Hash)
-	dep, err := d.chain.AppDeploymentFromTx(ctx, kmsAddr, h)
-	if err == nil {
-		return dep, nil
+	tx, err := t.Signed()
+	if err != nil {
+		return nil, fmt.Errorf("the journal's raw transaction is damaged (%v): check %s on an explorer, then re-run with --fresh only if it was never mined", err, t.Hash)
 	}
-	if !errors.Is(err, deployer.ErrNotMined) {
-		return nil, fmt.Errorf("re-read AppAuth transaction %s: %w", t.Hash, err)
-	}
-	raw, derr := hexutil.Decode(t.RawTx)
-	if derr != nil {
-		return nil, fmt.Errorf("the journal's raw transaction is damaged (%v): check %s on an explorer, then re-run with --fresh only if it was never mined", derr, t.Hash)
-	}
-	if err := d.chain.Rebroadcast(ctx, raw); err != nil {
-		if !errors.Is(err, deployer.ErrNonceUsed) {
-			return nil, fmt.Errorf("re-broadcast AppAuth transaction %s: %w", t.Hash, err)
+	chainID := d.j.Provision.ChainID
+	opts := d.cfg.Tx
+	opts.OnSigned = func(tx *types.Transaction) error {
+		if err := t.AddVariant(tx, d.Signer.Address(), d.now().UTC()); err != nil {
+			return err
 		}
-		// Mined in the meantime, or replaced by another transaction with
-		// the same nonce (sent from elsewhere): the receipt decides.
-		dep, rerr := d.chain.AppDeploymentFromTx(ctx, kmsAddr, h)
-		if rerr == nil {
-			return dep, nil
+		return d.save(StepDeployTx)
+	}
+	opts.OnSent = func(h common.Hash) {
+		d.say("→ AppAuth transaction sent: %s%s", h.Hex(), d.explorer(chainID, h))
+	}
+	opts.OnEvent = func(e deployer.TxEvent) {
+		if e.Kind != deployer.TxMined {
+			d.say("  %s", e)
 		}
+	}
+	dep, err := d.chain.ResumeAppDeployment(ctx, d.Signer, kmsAddr, tx, t.Variants(), opts)
+	if errors.Is(err, deployer.ErrNonceUsed) {
 		return nil, fmt.Errorf("the journaled AppAuth transaction %s was never mined and nonce %d of %s is used by another transaction: check the account's history (an AppAuth may exist already: cvmdeploy app info), then re-run with --fresh to deploy a new one", t.Hash, t.Nonce, t.From)
 	}
-	d.say("→ re-broadcast the journaled AppAuth transaction %s", t.Hash)
-	if _, err := d.chain.WaitReceipt(ctx, h, d.cfg.Tx); err != nil {
-		return nil, fmt.Errorf("wait for AppAuth transaction %s: %w", t.Hash, err)
+	if err != nil {
+		return nil, fmt.Errorf("resume AppAuth transaction %s: %w", t.Hash, err)
 	}
-	return d.chain.AppDeploymentFromTx(ctx, kmsAddr, h)
+	return dep, nil
 }
 
 func (d *run) recordApp(dep *deployer.AppDeployment) error {
@@ -574,9 +590,11 @@ func (d *run) appKey(ctx context.Context) (string, error) {
 	if d.cfg.InsecureSkipKeyVerification {
 		d.say("warning: --insecure-skip-kms-key-verification: trusting the API's env key without checking the KMS signature")
 	} else {
-		root, err := d.chain.KMSRootKey(ctx, common.HexToAddress(p.KMSContract))
-		if err != nil {
-			return "", fmt.Errorf("read the KMS root key on-chain: %w", err)
+		root := d.kmsRootKey // read with the deployment, when this run deployed it
+		if len(root) == 0 {
+			if root, err = d.chain.KMSRootKey(ctx, common.HexToAddress(p.KMSContract)); err != nil {
+				return "", fmt.Errorf("read the KMS root key on-chain: %w", err)
+			}
 		}
 		params := kms.VerifyParams{AppID: app.AppID, PublicKey: key.PublicKey, Signature: key.Signature, RootKey: root, Now: d.now()}
 		if key.Timestamp != nil && key.SignatureV1 != nil {

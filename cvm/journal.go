@@ -11,6 +11,10 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/core/types"
 )
 
 // JournalVersion is bumped when the journal's shape changes incompatibly.
@@ -57,13 +61,70 @@ type ProvisionStep struct {
 
 // TxStep records a transaction from the moment it is signed, before it is
 // broadcast: the raw bytes let a resumed run re-broadcast exactly the same
-// transaction (same nonce), which can never be mined twice.
+// transaction (same nonce), which can never be mined twice. A stuck
+// transaction may be replaced by variants with the same nonce and higher
+// fees; each is recorded before it is broadcast, and any of them may be
+// the one mined, so a resumed run looks for the receipts of all of them.
 type TxStep struct {
-	Hash   string    `json:"hash"`
+	// Hash and RawTx are the newest variant.
+	Hash string `json:"hash"`
+	// Hashes are every variant signed for the nonce, oldest first (absent
+	// in journals written before replacements existed: then just Hash).
+	Hashes []string  `json:"hashes,omitempty"`
 	From   string    `json:"from"`
 	Nonce  uint64    `json:"nonce"`
 	RawTx  string    `json:"raw_tx"`
 	SentAt time.Time `json:"sent_at"`
+}
+
+// AddVariant records a newly signed transaction for this step (the first,
+// or a replacement with the same nonce) before it is broadcast.
+func (t *TxStep) AddVariant(tx *types.Transaction, from common.Address, at time.Time) error {
+	raw, err := tx.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("encode transaction %s: %w", tx.Hash().Hex(), err)
+	}
+	if t.Hash != "" && len(t.Hashes) == 0 {
+		t.Hashes = []string{t.Hash}
+	}
+	t.Hash = tx.Hash().Hex()
+	t.Hashes = append(t.Hashes, t.Hash)
+	t.RawTx = hexutil.Encode(raw)
+	t.From = from.Hex()
+	t.Nonce = tx.Nonce()
+	if t.SentAt.IsZero() {
+		t.SentAt = at
+	}
+	return nil
+}
+
+// Variants are the hashes of every variant, oldest first.
+func (t *TxStep) Variants() []common.Hash {
+	hs := t.Hashes
+	if len(hs) == 0 {
+		hs = []string{t.Hash}
+	}
+	out := make([]common.Hash, len(hs))
+	for i, h := range hs {
+		out[i] = common.HexToHash(h)
+	}
+	return out
+}
+
+// Signed decodes the newest variant's raw bytes.
+func (t *TxStep) Signed() (*types.Transaction, error) {
+	raw, err := hexutil.Decode(t.RawTx)
+	if err != nil {
+		return nil, err
+	}
+	var tx types.Transaction
+	if err := tx.UnmarshalBinary(raw); err != nil {
+		return nil, err
+	}
+	if tx.Hash().Hex() != t.Hash {
+		return nil, fmt.Errorf("the raw bytes hash to %s, not %s", tx.Hash().Hex(), t.Hash)
+	}
+	return &tx, nil
 }
 
 // AppStep records the deployed AppAuth, read from the receipt.

@@ -44,6 +44,21 @@ type TxEvent struct {
 	Detail string
 }
 
+// String is a one-line description for progress output.
+func (e TxEvent) String() string {
+	switch e.Kind {
+	case TxMined:
+		return fmt.Sprintf("transaction %s mined in block %d", e.Hash.Hex(), e.Block)
+	case TxReplaced:
+		return fmt.Sprintf("transaction (nonce %d) not mined in time: replaced by %s (%s)", e.Nonce, e.Hash.Hex(), e.Detail)
+	case TxRebroadcast:
+		return fmt.Sprintf("transaction %s: %s", e.Hash.Hex(), e.Detail)
+	case TxReorged:
+		return fmt.Sprintf("transaction %s: block %d was reorganised (%s)", e.Hash.Hex(), e.Block, e.Detail)
+	}
+	return fmt.Sprintf("transaction %s (nonce %d): %s", e.Hash.Hex(), e.Nonce, e.Detail)
+}
+
 // Minimum fee bump of a replacement: geth and most clients refuse less than
 // +10 % on both the tip and the fee cap; 12.5 % leaves margin for rounding
 // and for clients that ask a little more.
