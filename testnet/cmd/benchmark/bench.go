@@ -17,6 +17,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/ethclient"
 
 	"github.com/cvmdeploy/cvmdeploy/testnet"
 	"github.com/cvmdeploy/cvmdeploy/testnet/rpcproxy"
@@ -114,9 +115,13 @@ type stack struct {
 	mode  string
 	ln    *testnet.Localnet
 	proxy *rpcproxy.Proxy
+	eth   *ethclient.Client // straight to the node, for the block clock
 }
 
 func (s *stack) close() {
+	if s.eth != nil {
+		s.eth.Close()
+	}
 	if s.proxy != nil {
 		s.proxy.Close()
 	}
@@ -155,8 +160,24 @@ func run(ctx context.Context, o options) (string, error) {
 		return "", err
 	}
 
-	progressf("building cvmdeploy (go build -o %s .)", b.bin)
-	if _, err := output(ctx, root, "go", "build", "-o", b.bin, "."); err != nil {
+	src := root
+	if o.rev != "" {
+		// A clean export of one commit: the figures then belong to that
+		// commit, whatever else the working tree holds right now.
+		src = filepath.Join(tmp, "src")
+		if err := os.MkdirAll(src, 0o700); err != nil {
+			return "", err
+		}
+		progressf("exporting %s (git archive) into %s", o.rev, src)
+		if _, err := output(ctx, root, "bash", "-c", `git archive --format=tar "$1" | tar -x -C "$2"`, "export", o.rev, src); err != nil {
+			return "", err
+		}
+	}
+	if rep.machine.build, err = describeBuild(ctx, root, o.rev); err != nil {
+		return "", err
+	}
+	progressf("building cvmdeploy (go build -o %s .) from %s", b.bin, rep.machine.build)
+	if _, err := output(ctx, src, "go", "build", "-o", b.bin, "."); err != nil {
 		return "", err
 	}
 	anvil, err := testnet.AnvilBinary(ctx)
@@ -204,7 +225,7 @@ func run(ctx context.Context, o options) (string, error) {
 		return "", err
 	}
 	progressf("env encryption: go test -run=^$ -bench=^BenchmarkEncryptEnv1MiB$ -benchmem ./kms/")
-	if rep.enc, err = benchEncrypt(ctx, root); err != nil {
+	if rep.enc, err = benchEncrypt(ctx, src); err != nil {
 		return "", err
 	}
 	rep.machine.loadEnd = loadAvg()
@@ -245,14 +266,19 @@ func (b *bench) startStack(ctx context.Context, mode string, cfg testnet.Localne
 		st.close()
 		return nil, err
 	}
+	if st.eth, err = ethclient.DialContext(ctx, ln.RPCURL); err != nil {
+		st.close()
+		return nil, err
+	}
 	b.devKeyHex = hex.EncodeToString(crypto.FromECDSA(ln.DevAccount.PrivateKey))
 	return st, nil
 }
 
-// offsets are the pauses, in a seeded random order, that spread the start
-// of n runs evenly over one block interval. Back-to-back runs would all
-// start at the same phase of the block clock (each run ends just after a
-// block), and the figure would depend on that phase instead of its average.
+// offsets are the start phases, in a seeded random order, that spread n
+// runs evenly over one block interval: run i starts offsets[i] after a new
+// block. Back-to-back runs would start at whatever phase of the block clock
+// the previous run's length left them at, and the figure would depend on
+// that phase instead of averaging over it. On automine they are zero.
 func (b *bench) offsets(st *stack, n int) []time.Duration {
 	out := make([]time.Duration, n)
 	if st.mode != modeBlock {
@@ -264,14 +290,52 @@ func (b *bench) offsets(st *stack, n int) []time.Duration {
 	return out
 }
 
-func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(settle + d)
+// before waits until the next run may start: settle, then at one block per
+// second the next block and the run's phase offset after it.
+func (b *bench) before(ctx context.Context, st *stack, offset time.Duration) error {
+	if err := sleep(ctx, settle); err != nil {
+		return err
+	}
+	if st.mode != modeBlock {
+		return nil
+	}
+	if err := st.nextBlock(ctx); err != nil {
+		return err
+	}
+	return sleep(ctx, offset)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
 		return nil
+	}
+}
+
+// nextBlock returns within a few milliseconds of the chain's next block,
+// asking the node directly (not through the counting proxy).
+func (s *stack) nextBlock(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	first, err := s.eth.BlockNumber(ctx)
+	if err != nil {
+		return fmt.Errorf("wait for a block: %w", err)
+	}
+	for {
+		if err := sleep(ctx, 3*time.Millisecond); err != nil {
+			return fmt.Errorf("wait for a block after %d: %w", first, err)
+		}
+		n, err := s.eth.BlockNumber(ctx)
+		if err != nil {
+			return fmt.Errorf("wait for a block: %w", err)
+		}
+		if n > first {
+			return nil
+		}
 	}
 }
 
@@ -291,7 +355,7 @@ func (b *bench) measureMode(ctx context.Context, st *stack, nOurs, nOff int) (*m
 		return nil, nil, err
 	}
 	if official {
-		if err := pause(ctx, 0); err != nil {
+		if err := b.before(ctx, st, 0); err != nil {
 			return nil, nil, err
 		}
 		if _, err := b.officialDeploy(ctx, st, st.ln.RPCURL); err != nil {
@@ -302,7 +366,7 @@ func (b *bench) measureMode(ctx context.Context, st *stack, nOurs, nOff int) (*m
 	oursOff, offOff := b.offsets(st, nOurs), b.offsets(st, nOff)
 	for i := 0; i < max(nOurs, nOff); i++ {
 		if i < nOurs {
-			if err := pause(ctx, oursOff[i]); err != nil {
+			if err := b.before(ctx, st, oursOff[i]); err != nil {
 				return nil, nil, err
 			}
 			s, err := b.oursDeploy(ctx, st, st.ln.RPCURL)
@@ -313,7 +377,7 @@ func (b *bench) measureMode(ctx context.Context, st *stack, nOurs, nOff int) (*m
 			progressf("%s: cvmdeploy deploy %d/%d: %d ms", st.mode, i+1, nOurs, s.wall.Milliseconds())
 		}
 		if i < nOff {
-			if err := pause(ctx, offOff[i]); err != nil {
+			if err := b.before(ctx, st, offOff[i]); err != nil {
 				return nil, nil, err
 			}
 			s, err := b.officialDeploy(ctx, st, st.ln.RPCURL)
@@ -327,7 +391,7 @@ func (b *bench) measureMode(ctx context.Context, st *stack, nOurs, nOff int) (*m
 
 	count := func(m *modeResult, n int, deploy func(context.Context, *stack, string) (sample, error), who string) error {
 		for i, d := range b.offsets(st, n) {
-			if err := pause(ctx, d); err != nil {
+			if err := b.before(ctx, st, d); err != nil {
 				return err
 			}
 			st.proxy.ResetStats()
@@ -470,7 +534,7 @@ func (b *bench) measureBatch(ctx context.Context, st *stack) (batchResult, error
 	if err := os.WriteFile(file, data, 0o600); err != nil {
 		return r, err
 	}
-	if err := pause(ctx, 0); err != nil {
+	if err := b.before(ctx, st, 0); err != nil {
 		return r, err
 	}
 	progressf("%s: batch of %d apps (deploy --batch --wait)", st.mode, r.apps)
@@ -526,7 +590,7 @@ func (b *bench) measureHelp(ctx context.Context) (ours, off []sample, err error)
 		nOff = 0
 	}
 	for i := -1; i < max(b.o.nHelp, nOff); i++ {
-		if i < b.o.nHelp {
+		if i < b.o.nHelp { // i = -1 is the untimed first run
 			res, err := runTimed(ctx, helpTimeout, b.tmp, oursEnv, b.bin, "--help")
 			if err != nil {
 				return nil, nil, err
@@ -535,7 +599,7 @@ func (b *bench) measureHelp(ctx context.Context) (ours, off []sample, err error)
 				ours = append(ours, sample{wall: res.wall, first: res.stdout.first})
 			}
 		}
-		if i < nOff {
+		if nOff > 0 && i < nOff {
 			res, err := runTimed(ctx, helpTimeout, b.tmp, offEnv, b.phala, "--help")
 			if err != nil {
 				return nil, nil, err
@@ -602,6 +666,38 @@ type machineInfo struct {
 	phala     string
 	loadStart string
 	loadEnd   string
+	build     string // what the binary was built from
+}
+
+// describeBuild names the commit the binary is built from and, for the
+// working tree, the tracked files that differ from it (other work in
+// progress ends up in the binary too).
+func describeBuild(ctx context.Context, root, rev string) (string, error) {
+	if rev != "" {
+		c, err := output(ctx, root, "git", "rev-parse", "--short", rev+"^{commit}")
+		if err != nil {
+			return "", err
+		}
+		return "commit " + c + " (a clean export)", nil
+	}
+	c, err := output(ctx, root, "git", "rev-parse", "--short", "HEAD")
+	if err != nil {
+		return "", err
+	}
+	st, err := output(ctx, root, "git", "status", "--porcelain", "--untracked-files=all")
+	if err != nil {
+		return "", err
+	}
+	var changed []string
+	for _, line := range strings.Split(st, "\n") {
+		if len(line) > 3 && strings.HasSuffix(line, ".go") {
+			changed = append(changed, strings.TrimSpace(line[3:]))
+		}
+	}
+	if len(changed) == 0 {
+		return "commit " + c + " (working tree, no uncommitted Go changes)", nil
+	}
+	return fmt.Sprintf("commit %s plus uncommitted changes to %d Go files (%s)", c, len(changed), strings.Join(changed, ", ")), nil
 }
 
 func readMachine(ctx context.Context, root string) (machineInfo, error) {

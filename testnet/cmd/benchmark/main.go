@@ -40,6 +40,7 @@ type options struct {
 	batchApps    int // apps in the batch at 1 block/s
 	seed         int64
 	totalTimeout time.Duration
+	rev          string // build cvmdeploy from a clean export of this commit ("" = the working tree)
 }
 
 // Check rejects counts the report cannot be built from.
@@ -81,6 +82,7 @@ func main() {
 	flag.IntVar(&o.nOffHelp, "n-official-help", 10, "phala --help runs")
 	flag.IntVar(&o.batchApps, "batch", 50, "apps in the batch deployed at one block per second")
 	flag.Int64Var(&o.seed, "seed", 1, "seed of the start offsets at one block per second")
+	flag.StringVar(&o.rev, "rev", "", "build cvmdeploy from a clean `git archive` of this commit (e.g. HEAD) instead of the working tree")
 	flag.DurationVar(&o.totalTimeout, "timeout", 30*time.Minute, "bound on the whole run")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -88,10 +90,18 @@ func main() {
 		os.Exit(2)
 	}
 	if o.quick {
-		o.nAuto, o.nBlock, o.nCount = 3, 2, 1
-		o.nOffAuto, o.nOffBlock, o.nOffCount = 2, 1, 1
-		o.nHelp, o.nOffHelp = 3, 2
-		o.batchApps = 10
+		// Small counts, except those given explicitly.
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, v := range map[string]*int{
+			"n": &o.nAuto, "n-1s": &o.nBlock, "n-count": &o.nCount,
+			"n-official": &o.nOffAuto, "n-official-1s": &o.nOffBlock, "n-official-count": &o.nOffCount,
+			"n-help": &o.nHelp, "n-official-help": &o.nOffHelp, "batch": &o.batchApps,
+		} {
+			if !set[name] {
+				*v = quickCounts[name]
+			}
+		}
 	}
 	if err := o.Check(); err != nil {
 		fmt.Fprintf(os.Stderr, "benchmark: %v\n", err)
@@ -116,6 +126,13 @@ func main() {
 		}
 		progressf("wrote %s", o.out)
 	}
+}
+
+// quickCounts are the -quick run's counts.
+var quickCounts = map[string]int{
+	"n": 3, "n-1s": 2, "n-count": 1,
+	"n-official": 2, "n-official-1s": 1, "n-official-count": 1,
+	"n-help": 3, "n-official-help": 2, "batch": 10,
 }
 
 var startedAt = time.Now()

@@ -91,7 +91,8 @@ func (r *report) markdown() string {
 		tools = append(tools, m.phala+" on node "+m.node)
 	}
 	fmt.Fprintf(&b, "- Tools: %s.\n", strings.Join(tools, "; "))
-	fmt.Fprintf(&b, "- Stack: anvil (automine, or one block per second) with a fresh DstackKms and the local Phala Cloud (`testnet.StartLocalnet`, in the benchmark's process; a CVM boots in 2 × 50 ms), all on 127.0.0.1. cvmdeploy is the binary `go build` made at the start of the run. Every deploy uses a fresh name. One untimed warm-up deploy per tool and chain mode; the two tools' runs alternate.\n")
+	fmt.Fprintf(&b, "- cvmdeploy built from %s.\n", m.build)
+	fmt.Fprintf(&b, "- Stack: anvil (automine, or one block per second) with a fresh DstackKms and the local Phala Cloud (`testnet.StartLocalnet`, in the benchmark's process; a CVM boots in 2 × 50 ms), all on 127.0.0.1. cvmdeploy is the binary `go build` made at the start of the run. Every deploy uses a fresh name. One untimed warm-up deploy per tool and chain mode; the two tools' runs alternate, 200 ms apart; at one block per second the n runs of a tool start 0, 1/n, …, (n−1)/n s after a block (in a seeded order), so the wait for the block is averaged over its phase.\n")
 	if r.opts.quick {
 		b.WriteString("- **Quick run** (`-quick`): small counts, not for the record.\n")
 	}
