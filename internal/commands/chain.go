@@ -76,8 +76,15 @@ func txFlags() []cli.Flag {
 		&cli.Uint64Flag{Name: "nonce", Usage: "nonce to use instead of the account's pending nonce"},
 		&cli.Uint64Flag{Name: "confirmations", Value: 1, Usage: "blocks to wait for, counting the one holding the transaction"},
 		&cli.StringFlag{Name: "timeout", EnvVars: []string{"ETH_TIMEOUT"}, Value: "120", Usage: "how long to wait for the receipt, in seconds or as a duration (2m)"},
+		&cli.StringFlag{Name: "replace-after", Value: defaultReplaceAfter, Usage: "replace a transaction not mined after this long (seconds or a duration) with one at the same nonce and fees raised 12.5 %; 0 turns it off. Every variant is journaled first, and whichever is mined counts"},
+		&cli.StringFlag{Name: "max-fee", Usage: "highest max fee per gas a replacement may pay; wei or with a unit: 50gwei (default: --gas-price if set, else 3 × the first transaction's max fee)"},
 	}
 }
+
+// defaultReplaceAfter replaces a stuck transaction once within the default
+// --timeout of 120 s: 5 blocks on Ethereum, 30 on Base, while the fee cap
+// (2 × base fee + tip) only falls behind after a sustained fee spike.
+const defaultReplaceAfter = "60"
 
 // chainSetup is what the chain flags say, validated before any RPC.
 type chainSetup struct {
@@ -173,10 +180,25 @@ func txOptionsFromFlags(c *cli.Context, cl func() *deployer.Client) (deployer.Tx
 	if o.Timeout, err = parseSeconds(c.String("timeout")); err != nil {
 		return o, &UsageError{Err: fmt.Errorf("--timeout: %w", err)}
 	}
+	if s := strings.TrimSpace(c.String("replace-after")); s != "0" && s != "0s" && s != "off" {
+		if o.ReplaceAfter, err = parseSeconds(s); err != nil {
+			return o, &UsageError{Err: fmt.Errorf("--replace-after: %w (0 turns replacement off)", err)}
+		}
+	}
+	if s := c.String("max-fee"); s != "" {
+		if o.MaxFeeCap, err = deployer.ParseWei(s); err != nil {
+			return o, &UsageError{Err: fmt.Errorf("--max-fee: %w", err)}
+		}
+	}
 	if err := o.Check(); err != nil {
 		return o, &UsageError{Err: err}
 	}
 	p := newProgress(c)
+	o.OnEvent = func(e deployer.TxEvent) {
+		if e.Kind != deployer.TxMined {
+			p.Printf("%s", e)
+		}
+	}
 	o.OnSent = func(h common.Hash) {
 		line := "tx sent: " + h.Hex()
 		if ch, ok := deployer.ChainByID(cl().ChainID()); ok && ch.TxURL(h) != "" {
