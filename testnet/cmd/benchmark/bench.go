@@ -38,6 +38,8 @@ type sample struct {
 	wall  time.Duration
 	first time.Duration // first byte of output (progress for us, stdout for the official CLI)
 	lines []stampedLine // our stderr progress lines, or the official CLI's stdout
+	// offset is how long after a block the run started (1 block/s only).
+	offset time.Duration
 }
 
 // modeResult is one tool on one chain mode.
@@ -373,6 +375,7 @@ func (b *bench) measureMode(ctx context.Context, st *stack, nOurs, nOff int) (*m
 			if err != nil {
 				return nil, nil, err
 			}
+			s.offset = oursOff[i]
 			ours.timed = append(ours.timed, s)
 			progressf("%s: cvmdeploy deploy %d/%d: %d ms", st.mode, i+1, nOurs, s.wall.Milliseconds())
 		}
@@ -384,6 +387,7 @@ func (b *bench) measureMode(ctx context.Context, st *stack, nOurs, nOff int) (*m
 			if err != nil {
 				return nil, nil, err
 			}
+			s.offset = offOff[i]
 			off.timed = append(off.timed, s)
 			progressf("%s: phala deploy %d/%d: %d ms", st.mode, i+1, nOff, s.wall.Milliseconds())
 		}

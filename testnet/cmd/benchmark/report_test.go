@@ -107,3 +107,22 @@ func TestOptionsCheck(t *testing.T) {
 		t.Errorf("-skip-official with no official runs rejected: %v", err)
 	}
 }
+
+func TestReceiptLags(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	ss := []sample{
+		// Started 300 ms after a block, sent at 20 ms: the block comes 700 ms
+		// after the start; deployed at 760 ms is a 60 ms lag.
+		{offset: ms(300), lines: []stampedLine{{ms(20), "→ AppAuth transaction sent: 0x1"}, {ms(760), "✓ AppAuth deployed: app id 0x2"}}},
+		// Started 990 ms after a block, sent at 15 ms: past the next block
+		// already, so the one after it, 1010 ms after the start.
+		{offset: ms(990), lines: []stampedLine{{ms(15), "→ AppAuth transaction sent: 0x1"}, {ms(1030), "✓ AppAuth deployed: app id 0x2"}}},
+		// No progress lines: left out.
+		{offset: ms(100)},
+	}
+	got := receiptLags(ss)
+	want := []time.Duration{ms(60), ms(20)}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("receiptLags = %v, want %v", got, want)
+	}
+}
