@@ -2,15 +2,16 @@ package deployer_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/cvmdeploy/cvmdeploy/deployer"
 	"github.com/cvmdeploy/cvmdeploy/testnet"
 )
 
 // TestDeployAppHTTPRequests counts the HTTP requests one factory deploy makes
-// against an automining anvil: the preflight batch, the send and the receipt
-// poll, plus a second poll when anvil answered the send before sealing the
-// block (about half the time). The official CLI makes 6; the target is 4.
+// against an automining anvil: the preflight batch (with the KMS root key),
+// the send and the receipt poll, timed to come after anvil seals the block
+// it answers the send before. The official CLI makes 6; the target is 4.
 func TestDeployAppHTTPRequests(t *testing.T) {
 	e := newChain(t, testnet.AnvilConfig{})
 	p := newCountingProxy(t, e.anvil.RPCURL())
@@ -21,7 +22,7 @@ func TestDeployAppHTTPRequests(t *testing.T) {
 	defer c.Close()
 	for i := range 3 {
 		p.reset()
-		d, err := c.DeployApp(ctxT(t), e.owner, deployer.DeployAppConfig{KMS: e.kms.KMSContract, ComposeHash: hash32(byte(i + 1)), DeviceID: hash32(9)}, deployer.TxOptions{})
+		d, err := c.DeployApp(ctxT(t), e.owner, deployer.DeployAppConfig{KMS: e.kms.KMSContract, ComposeHash: hash32(byte(i + 1)), DeviceID: hash32(9), ReadKMSRootKey: true}, deployer.TxOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,4 +49,28 @@ func BenchmarkDeployApp(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkDeployAppBlockTime1 measures a factory deploy on anvil with one
+// block per second, and its HTTP requests (requests/op): after the send,
+// the receipt poll waits until the next block is due instead of polling
+// blindly.
+func BenchmarkDeployAppBlockTime1(b *testing.B) {
+	e := newChain(b, testnet.AnvilConfig{BlockTime: time.Second})
+	p := newCountingProxy(b, e.anvil.RPCURL())
+	c, err := deployer.Dial(ctxT(b), p.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	cfg := deployer.DeployAppConfig{KMS: e.kms.KMSContract, ComposeHash: hash32(1), ReadKMSRootKey: true}
+	ctx := ctxT(b)
+	p.reset()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := c.DeployApp(ctx, e.owner, cfg, deployer.TxOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(p.count())/float64(b.N), "requests/op")
 }

@@ -445,9 +445,6 @@ func (w *waiter) poll(ctx context.Context) (bool, error) {
 		// The node may be restarting, or the retries ran out: keep polling
 		// until the timeout.
 		w.lastErr = err
-		if ctx.Err() != nil {
-			return false, nil
-		}
 		return false, nil
 	}
 	now := time.Now()
@@ -639,6 +636,12 @@ func (w *waiter) replace(ctx context.Context, t *pendingTx) error {
 	case sendNonceUsed:
 		// A variant was mined meanwhile: the next poll finds its receipt.
 	default:
+		if errors.Is(err, ErrRPCUnreachable) {
+			// Perhaps it arrived, perhaps not: it stays awaited, and the
+			// next replacement (if due) bumps from it.
+			w.lastErr = err
+			return nil
+		}
 		// E.g. insufficient funds for the higher fee: keep waiting for the
 		// variants already out.
 		t.noBump = true

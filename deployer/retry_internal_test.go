@@ -1,0 +1,206 @@
+package deployer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/rpc"
+)
+
+type codeErr struct{ code int }
+
+func (e codeErr) Error() string  { return fmt.Sprintf("code %d", e.code) }
+func (e codeErr) ErrorCode() int { return e.code }
+
+func TestTransient(t *testing.T) {
+	live := context.Background()
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		err  error
+		want bool
+	}{
+		{"EOF", live, fmt.Errorf("post: %w", io.EOF), true},
+		{"unexpected EOF", live, io.ErrUnexpectedEOF, true},
+		{"reset", live, fmt.Errorf("read: %w", syscall.ECONNRESET), true},
+		{"per-call timeout", live, context.DeadlineExceeded, true},
+		{"429", live, rpc.HTTPError{StatusCode: 429}, true},
+		{"502", live, rpc.HTTPError{StatusCode: 502}, true},
+		{"503", live, rpc.HTTPError{StatusCode: 503}, true},
+		{"501 is final", live, rpc.HTTPError{StatusCode: 501}, false},
+		{"404 is final", live, rpc.HTTPError{StatusCode: 404}, false},
+		{"401 is final", live, rpc.HTTPError{StatusCode: 401}, false},
+		{"refused: the node is down", live, fmt.Errorf("dial: %w", syscall.ECONNREFUSED), false},
+		{"limit exceeded -32005", live, codeErr{-32005}, true},
+		{"a revert is an answer", live, codeErr{3}, false},
+		{"nonce too low is an answer", live, codeErr{-32000}, false},
+		{"the caller gave up", gone, io.EOF, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := transient(tc.ctx, tc.err); got != tc.want {
+				t.Fatalf("transient(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"", 0, false},
+		{"0", 0, true},
+		{"3", 3 * time.Second, true},
+		{now.Add(7 * time.Second).Format(http.TimeFormat), 7 * time.Second, true},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0, true},
+		{"soon", 0, false},
+		{"-1", 0, false},
+	} {
+		got, ok := parseRetryAfter(tc.in, now)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("parseRetryAfter(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	p := RetryPolicy{BaseDelay: 100 * time.Millisecond, MaxDelay: time.Second}
+	for n, full := range map[int]time.Duration{1: 100 * time.Millisecond, 2: 200 * time.Millisecond, 4: 800 * time.Millisecond, 5: time.Second, 60: time.Second} {
+		for range 50 {
+			d := p.backoff(n, 0, false)
+			if d < full/2 || d > full {
+				t.Fatalf("try %d: backoff %v outside [%v, %v]", n, d, full/2, full)
+			}
+		}
+	}
+	if d := p.backoff(1, 0, true); d != 0 {
+		t.Fatalf("Retry-After: 0 gave %v", d)
+	}
+	if d := p.backoff(1, 700*time.Millisecond, true); d != 700*time.Millisecond {
+		t.Fatalf("Retry-After 700ms gave %v", d)
+	}
+	if d := p.backoff(1, time.Hour, true); d != time.Second {
+		t.Fatalf("a Retry-After of an hour is capped at MaxDelay, got %v", d)
+	}
+}
+
+// TestRetryAfterReachesTheRetryLoop: the header of a 429 answer is seen by
+// the request's retry loop (go-ethereum's HTTPError drops headers), and the
+// request is repeated until it succeeds.
+func TestRetryAfterReachesTheRetryLoop(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 2 {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"jsonrpc":"2.0","id":1,"result":"0x7a69"}`)
+	}))
+	defer srv.Close()
+	c, err := Dial(context.Background(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// A huge base delay: only the honoured Retry-After: 0 lets the test
+	// finish before its deadline.
+	c.Retry = RetryPolicy{BaseDelay: time.Hour, MaxDelay: time.Hour}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var id string
+	if err := c.call(ctx, &id, "eth_chainId"); err != nil || id != "0x7a69" {
+		t.Fatalf("call = %q, %v", id, err)
+	}
+	if calls.Load() != 3 || c.Retries() != 2 {
+		t.Fatalf("%d calls, %d retries; want 3 and 2", calls.Load(), c.Retries())
+	}
+}
+
+// TestRetriesAreBounded: a node that always answers 503 gets MaxAttempts
+// tries, and the error says so.
+func TestRetriesAreBounded(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	c, err := Dial(context.Background(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Retry = RetryPolicy{MaxAttempts: 4, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}
+	var id string
+	err = c.call(context.Background(), &id, "eth_chainId")
+	var re *RPCError
+	if !errors.As(err, &re) || re.Attempts != 4 || calls.Load() != 4 || !errors.Is(err, ErrRPCUnreachable) {
+		t.Fatalf("err = %v after %d calls; want an *RPCError after 4 attempts", err, calls.Load())
+	}
+}
+
+func dynTx(tip, feeCap int64) *types.Transaction {
+	to := common.HexToAddress("0x1")
+	return types.NewTx(&types.DynamicFeeTx{ChainID: big.NewInt(1), Nonce: 7, GasTipCap: big.NewInt(tip), GasFeeCap: big.NewInt(feeCap), Gas: 50_000, To: &to, Data: []byte{1, 2}})
+}
+
+func TestBumpedTx(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		old           *types.Transaction
+		base, ceiling int64 // 0: none
+		tip, feeCap   int64 // wanted; ignored when !ok
+		ok            bool
+		legacy        bool
+	}{
+		{name: "plus 12.5 % and one wei", old: dynTx(1000, 3000), tip: 1126, feeCap: 3376, ok: true},
+		{name: "fee cap lifted to 2 × base + tip", old: dynTx(1000, 3000), base: 5000, tip: 1126, feeCap: 11126, ok: true},
+		{name: "ceiling clamps a large bump", old: dynTx(1000, 3000), base: 5000, ceiling: 4000, tip: 1126, feeCap: 4000, ok: true},
+		{name: "ceiling leaves less than 10 %", old: dynTx(1000, 3000), ceiling: 3200, ok: false},
+		{name: "tip clamped to the fee cap but not bumped enough", old: dynTx(3000, 3000), ceiling: 3200, ok: false},
+		{name: "zero tip", old: dynTx(0, 3000), tip: 1, feeCap: 3376, ok: true},
+		{name: "legacy", old: types.NewTx(&types.LegacyTx{Nonce: 7, GasPrice: big.NewInt(8000), Gas: 21000}), tip: 9001, feeCap: 9001, ok: true, legacy: true},
+		{name: "legacy at the ceiling", old: types.NewTx(&types.LegacyTx{Nonce: 7, GasPrice: big.NewInt(8000), Gas: 21000}), ceiling: 8500, ok: false, legacy: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var base, ceiling *big.Int
+			if tc.base > 0 {
+				base = big.NewInt(tc.base)
+			}
+			if tc.ceiling > 0 {
+				ceiling = big.NewInt(tc.ceiling)
+			}
+			got, ok := bumpedTx(tc.old, base, ceiling)
+			if ok != tc.ok {
+				t.Fatalf("ok = %v, want %v", ok, tc.ok)
+			}
+			if !ok {
+				return
+			}
+			if got.Nonce() != tc.old.Nonce() || got.Gas() != tc.old.Gas() || string(got.Data()) != string(tc.old.Data()) || got.Type() != tc.old.Type() {
+				t.Fatal("not the same call at the same nonce")
+			}
+			if got.GasTipCap().Int64() != tc.tip || got.GasFeeCap().Int64() != tc.feeCap {
+				t.Fatalf("tip %s cap %s, want %d %d", got.GasTipCap(), got.GasFeeCap(), tc.tip, tc.feeCap)
+			}
+		})
+	}
+}
