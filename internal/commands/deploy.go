@@ -113,13 +113,8 @@ func deployCommand() *cli.Command {
 		&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask before spending gas on a mainnet (required off a terminal)"},
 		&cli.StringFlag{Name: "batch", Usage: "deploy several apps from a JSON file {\"apps\": [{\"name\", \"compose\", \"env_files\", \"pre_launch_script\", \"instance_type\", \"kms\"}]}: all AppAuths go out with consecutive nonces, then each app commits; other flags apply to every app"},
 		&cli.BoolFlag{Name: "dev", Usage: "deploy on a throwaway local testnet started in-process (embedded chain + local cloud): no account, no key, nothing to install"},
-		jsonFlag(), quietFlag(),
 	}
-	flags = append(flags, envFlags()...)
-	flags = append(flags, apiFlags()...)
-	flags = append(flags, rpcFlagsOptional()...)
-	flags = append(flags, signerFlags()...)
-	flags = append(flags, txFlags()...)
+	flags = withCommon(flags, envFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags())
 	return &cli.Command{
 		Name:  "deploy",
 		Usage: "deploy a docker-compose app to a CVM: provision, AppAuth on-chain, verified env key, local encryption, commit",
@@ -130,10 +125,6 @@ same command resumes where it stopped and never deploys or commits twice.`,
 		Action: runDeploy,
 	}
 }
-
-// rpcFlagsOptional are rpcFlags for commands where a node is only needed
-// for an on-chain KMS.
-func rpcFlagsOptional() []cli.Flag { return rpcFlags() }
 
 // flowSetup is what deploy-like commands share.
 type flowSetup struct {

@@ -24,13 +24,8 @@ func updateCommand() *cli.Command {
 		&cli.StringFlag{Name: "safe-file", Value: "safe-transactions.json", Usage: "where --safe writes the Transaction Builder file"},
 		&cli.BoolFlag{Name: "wait", Usage: "wait until the CVM runs again"},
 		&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask before spending gas on a mainnet (required off a terminal)"},
-		jsonFlag(), quietFlag(),
 	}
-	flags = append(flags, envFlags()...)
-	flags = append(flags, apiFlags()...)
-	flags = append(flags, rpcFlagsOptional()...)
-	flags = append(flags, signerFlags()...)
-	flags = append(flags, txFlags()...)
+	flags = withCommon(flags, envFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags())
 	return &cli.Command{
 		Name:  "update",
 		Usage: "update a CVM's compose file and/or env; allows the new compose hash on-chain when needed",
@@ -134,9 +129,8 @@ func commitUpdateCommand() *cli.Command {
 		&cli.StringFlag{Name: "token", Usage: "the commit token from update --prepare-only (required)"},
 		&cli.StringFlag{Name: "compose-hash", Usage: "the compose hash that was allowed on-chain (required)"},
 		&cli.StringFlag{Name: "transaction-hash", Usage: "the transaction that allowed it, or already-registered (required)"},
-		jsonFlag(), quietFlag(),
 	}
-	flags = append(flags, apiFlags()...)
+	flags = withCommon(flags, apiFlags())
 	return &cli.Command{
 		Name:   "commit-update",
 		Usage:  "finish an update prepared with update --prepare-only, once the multisig executed the on-chain calls",
@@ -219,11 +213,8 @@ func commitCommand() *cli.Command {
 		&cli.StringFlag{Name: "contract-address", Usage: "the AppAuth contract (default: the app id)"},
 		&cli.StringFlag{Name: "deployer-address", Usage: "the account that deployed the AppAuth"},
 		&cli.BoolFlag{Name: "wait", Usage: "wait until the CVM runs"},
-		jsonFlag(), quietFlag(),
 	}
-	flags = append(flags, envFlags()...)
-	flags = append(flags, apiFlags()...)
-	flags = append(flags, rpcFlagsOptional()...)
+	flags = withCommon(flags, envFlags(), apiFlags(), rpcFlags())
 	return &cli.Command{
 		Name:   "commit",
 		Usage:  "phase two only: verify the app's env key on-chain, encrypt the env and commit a provisioned CVM",
