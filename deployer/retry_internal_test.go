@@ -2,6 +2,7 @@ package deployer
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/rpc"
 )
 
@@ -203,4 +205,51 @@ func TestBumpedTx(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNextDelay: after a miss the next poll waits until the next block is
+// due when the block time is known (or believably estimated), else backs
+// off from 10 ms; a replacement falling due comes first.
+func TestNextDelay(t *testing.T) {
+	T := time.Unix(1_800_000_000, 0)
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	head := &headInfo{Number: 100, Hash: common.Hash{1}, Timestamp: 1_800_000_000}
+	for _, tc := range []struct {
+		name      string
+		interval  time.Duration
+		known     bool
+		seen, now time.Duration // after T
+		want      []time.Duration
+	}{
+		{"known: from when the head was seen", 2 * time.Second, true, ms(300), ms(350), []time.Duration{ms(2025)}},
+		{"known: head seen late, its second bounds it", 2 * time.Second, true, ms(1500), ms(1600), []time.Duration{ms(1475)}},
+		{"known: block late, short polls", 2 * time.Second, true, ms(300), ms(2400), []time.Duration{ms(10), ms(20), ms(40)}},
+		{"unknown: backoff", 0, false, ms(300), ms(350), []time.Duration{ms(10), ms(20), ms(40), ms(80)}},
+		{"estimated 1 s, young head", time.Second, false, ms(200), ms(250), []time.Duration{ms(1000)}},
+		{"estimated, capped at the poll cap", 5 * time.Second, false, ms(200), ms(250), []time.Duration{time.Second}},
+		{"estimated, but the head is old (automine)", time.Second, false, ms(5000), ms(5010), []time.Duration{ms(10), ms(20)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &waiter{opts: TxOptions{}, delay: minPollDelay, interval: tc.interval, intervalKnown: tc.known, head: head, headSeen: T.Add(tc.seen)}
+			for i, want := range tc.want {
+				if got := w.nextDelay(T.Add(tc.now)); got != want {
+					t.Fatalf("poll %d: delay %v, want %v", i+1, got, want)
+				}
+			}
+		})
+	}
+	// A replacement due before the next block wins.
+	w := &waiter{opts: TxOptions{ReplaceAfter: time.Hour}, signer: NewKeySigner(mustKey(t)), delay: minPollDelay, interval: 12 * time.Second, intervalKnown: true, head: head, headSeen: T}
+	w.txs = []*pendingTx{{signedAt: time.Now().Add(-time.Hour + 50*time.Millisecond)}}
+	if got := w.nextDelay(T); got > 50*time.Millisecond || got <= 0 {
+		t.Fatalf("delay %v, want at most the 50 ms left before the replacement", got)
+	}
+}
+
+func mustKey(t *testing.T) *ecdsa.PrivateKey {
+	k, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

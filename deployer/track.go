@@ -473,10 +473,12 @@ func (w *waiter) poll(ctx context.Context) (bool, error) {
 	for i, t := range w.txs {
 		x := &te[i]
 		var r *types.Receipt
+		readAll := true
 		for k := range t.hashes {
 			e := elems[x.iRcpt+k]
 			if e.Error != nil {
 				w.lastErr = e.Error
+				readAll = false
 				continue
 			}
 			if x.receipts[k] != nil {
@@ -491,7 +493,9 @@ func (w *waiter) poll(ctx context.Context) (bool, error) {
 				t.receipt = nil
 			}
 			all = false
-			w.judgeUnmined(t, x.iKnown, elems, x.known, iNonce, uint64(nonce))
+			if readAll {
+				w.judgeUnmined(t, x.iKnown, elems, x.known, iNonce, uint64(nonce))
+			}
 			continue
 		}
 		t.unknown, t.noNonce = 0, 0
@@ -716,7 +720,10 @@ func (w *waiter) nextDelay(now time.Time) time.Duration {
 		return d
 	}
 	var d time.Duration
-	if w.interval > 0 && w.head != nil {
+	// An estimated block time is only believed while the head is younger
+	// than it: an automining chain's head ages until the next transaction.
+	plausible := w.intervalKnown || (w.head != nil && w.headSeen.Sub(time.Unix(int64(w.head.Timestamp), 0)) <= w.interval+time.Second)
+	if w.interval > 0 && w.head != nil && plausible {
 		// The head block was mined no later than we first saw it, nor
 		// after the second its timestamp ends (chain clocks are NTP-close).
 		mined := w.headSeen
