@@ -88,6 +88,7 @@ type report struct {
 	offHelp  []sample
 	enc      encResult
 	elapsed  time.Duration
+	phases   []time.Duration // when blocks arrive in the second, per 1 block/s anvil
 }
 
 const (
@@ -202,25 +203,58 @@ func run(ctx context.Context, o options) (string, error) {
 
 	for _, mode := range []string{modeAuto, modeBlock} {
 		cfg := testnet.LocalnetConfig{}
-		nOurs, nOff := o.nAuto, o.nOffAuto
+		stacks := 1
+		nOurs, nOff, nCount, nOffCount := o.nAuto, o.nOffAuto, o.nCount, o.nOffCount
 		if mode == modeBlock {
 			cfg.BlockTime = time.Second
+			stacks = o.stacks1s
 			nOurs, nOff = o.nBlock, o.nOffBlock
 		}
-		progressf("%s: starting anvil, the KMS, the local cloud and the counting proxy", mode)
-		st, err := b.startStack(ctx, mode, cfg)
-		if err != nil {
-			return "", err
+		if b.phala == "" {
+			nOff, nOffCount = 0, 0
 		}
-		ours, off, err := b.measureMode(ctx, st, nOurs, nOff)
-		if err == nil && mode == modeBlock {
-			rep.batch, err = b.measureBatch(ctx, st)
-		}
-		st.close()
-		if err != nil {
-			return "", err
-		}
+		ours := &modeResult{calls: map[string]int{}}
+		off := &modeResult{calls: map[string]int{}}
 		rep.ours[mode], rep.official[mode] = ours, off
+		// Each anvil at one block per second mines at its own phase of the
+		// wall-clock second (its interval timer starts with the process), and
+		// cvmdeploy's next-block estimate reads whole-second timestamps: the
+		// runs are spread over anvils started at evenly spaced phases.
+		var shift time.Duration // start-to-first-block offset, learnt on the first anvil
+		for k := 0; k < stacks; k++ {
+			if mode == modeBlock {
+				target := (time.Duration(k)*time.Second + time.Second/2) / time.Duration(stacks)
+				if err := sleepUntilPhase(ctx, target-shift); err != nil {
+					return "", err
+				}
+			}
+			progressf("%s: starting anvil, the KMS, the local cloud and the counting proxy (%d/%d)", mode, k+1, stacks)
+			startPhase := phaseOf(time.Now())
+			st, err := b.startStack(ctx, mode, cfg)
+			if err != nil {
+				return "", err
+			}
+			if mode == modeBlock {
+				if err = st.nextBlock(ctx); err == nil {
+					p := phaseOf(time.Now())
+					rep.phases = append(rep.phases, p)
+					if k == 0 {
+						shift = (p - startPhase + time.Second) % time.Second
+					}
+					progressf("%s: blocks arrive %d ms into each wall-clock second", mode, p.Milliseconds())
+				}
+			}
+			if err == nil {
+				err = b.measureMode(ctx, st, ours, off, share(nOurs, stacks, k), share(nOff, stacks, k), share(nCount, stacks, k), share(nOffCount, stacks, k))
+			}
+			if err == nil && mode == modeBlock && k == stacks-1 {
+				rep.batch, err = b.measureBatch(ctx, st)
+			}
+			st.close()
+			if err != nil {
+				return "", err
+			}
+		}
 	}
 
 	if rep.help, rep.offHelp, err = b.measureHelp(ctx); err != nil {
@@ -318,6 +352,27 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// share is stack k's part of n runs spread over stacks.
+func share(n, stacks, k int) int {
+	q := n / stacks
+	if k < n%stacks {
+		q++
+	}
+	return q
+}
+
+// phaseOf is how far into its wall-clock second t is.
+func phaseOf(t time.Time) time.Duration {
+	return time.Duration(t.UnixNano() % int64(time.Second))
+}
+
+// sleepUntilPhase sleeps until the wall clock is phase into a second.
+func sleepUntilPhase(ctx context.Context, phase time.Duration) error {
+	phase = ((phase % time.Second) + time.Second) % time.Second
+	d := (phase - phaseOf(time.Now()) + time.Second) % time.Second
+	return sleep(ctx, d)
+}
+
 // nextBlock returns within a few milliseconds of the chain's next block,
 // asking the node directly (not through the counting proxy).
 func (s *stack) nextBlock(ctx context.Context) error {
@@ -344,24 +399,17 @@ func (s *stack) nextBlock(ctx context.Context) error {
 // measureMode times both tools on one chain, interleaved so that both see
 // the same machine load, then counts their JSON-RPC requests through the
 // proxy. One untimed warm-up run each comes first.
-func (b *bench) measureMode(ctx context.Context, st *stack, nOurs, nOff int) (*modeResult, *modeResult, error) {
-	ours := &modeResult{calls: map[string]int{}}
-	off := &modeResult{calls: map[string]int{}}
-	official := b.phala != ""
-	if !official {
-		nOff = 0
-	}
-
+func (b *bench) measureMode(ctx context.Context, st *stack, ours, off *modeResult, nOurs, nOff, nCount, nOffCount int) error {
 	progressf("%s: warm-up", st.mode)
 	if _, err := b.oursDeploy(ctx, st, st.ln.RPCURL); err != nil {
-		return nil, nil, err
+		return err
 	}
-	if official {
+	if nOff > 0 || nOffCount > 0 {
 		if err := b.before(ctx, st, 0); err != nil {
-			return nil, nil, err
+			return err
 		}
 		if _, err := b.officialDeploy(ctx, st, st.ln.RPCURL); err != nil {
-			return nil, nil, err
+			return err
 		}
 	}
 
@@ -369,11 +417,11 @@ func (b *bench) measureMode(ctx context.Context, st *stack, nOurs, nOff int) (*m
 	for i := 0; i < max(nOurs, nOff); i++ {
 		if i < nOurs {
 			if err := b.before(ctx, st, oursOff[i]); err != nil {
-				return nil, nil, err
+				return err
 			}
 			s, err := b.oursDeploy(ctx, st, st.ln.RPCURL)
 			if err != nil {
-				return nil, nil, err
+				return err
 			}
 			s.offset = oursOff[i]
 			ours.timed = append(ours.timed, s)
@@ -381,11 +429,11 @@ func (b *bench) measureMode(ctx context.Context, st *stack, nOurs, nOff int) (*m
 		}
 		if i < nOff {
 			if err := b.before(ctx, st, offOff[i]); err != nil {
-				return nil, nil, err
+				return err
 			}
 			s, err := b.officialDeploy(ctx, st, st.ln.RPCURL)
 			if err != nil {
-				return nil, nil, err
+				return err
 			}
 			s.offset = offOff[i]
 			off.timed = append(off.timed, s)
@@ -413,15 +461,10 @@ func (b *bench) measureMode(ctx context.Context, st *stack, nOurs, nOff int) (*m
 		}
 		return nil
 	}
-	if err := count(ours, b.o.nCount, b.oursDeploy, "cvmdeploy"); err != nil {
-		return nil, nil, err
+	if err := count(ours, nCount, b.oursDeploy, "cvmdeploy"); err != nil {
+		return err
 	}
-	if official {
-		if err := count(off, b.o.nOffCount, b.officialDeploy, "phala"); err != nil {
-			return nil, nil, err
-		}
-	}
-	return ours, off, nil
+	return count(off, nOffCount, b.officialDeploy, "phala")
 }
 
 func (b *bench) nextName(tag string) string {

@@ -38,6 +38,7 @@ type options struct {
 	nHelp        int // cvmdeploy --help runs
 	nOffHelp     int // phala --help runs
 	batchApps    int // apps in the batch at 1 block/s
+	stacks1s     int // anvils the 1 block/s runs are spread over
 	seed         int64
 	totalTimeout time.Duration
 	rev          string // build cvmdeploy from a clean export of this commit ("" = the working tree)
@@ -58,6 +59,9 @@ func (o options) Check() error {
 			}
 		}
 	}
+	if o.stacks1s < 1 || o.stacks1s > 10 {
+		errs = append(errs, fmt.Errorf("-anvils-1s %d: want 1..10", o.stacks1s))
+	}
 	if o.batchApps < 1 || o.batchApps > 200 {
 		errs = append(errs, fmt.Errorf("-batch %d: want 1..200 (a batch file holds at most 200 apps)", o.batchApps))
 	}
@@ -73,14 +77,15 @@ func main() {
 	flag.BoolVar(&o.skipOfficial, "skip-official", false, "do not install or run the official phala CLI")
 	flag.StringVar(&o.out, "out", "", "also write the markdown to this file")
 	flag.IntVar(&o.nAuto, "n", 20, "cvmdeploy deploys timed on anvil automine")
-	flag.IntVar(&o.nBlock, "n-1s", 10, "cvmdeploy deploys timed at one block per second")
+	flag.IntVar(&o.nBlock, "n-1s", 12, "cvmdeploy deploys timed at one block per second")
 	flag.IntVar(&o.nCount, "n-count", 5, "cvmdeploy deploys through the counting proxy, per chain mode")
 	flag.IntVar(&o.nOffAuto, "n-official", 10, "official CLI deploys timed on anvil automine")
-	flag.IntVar(&o.nOffBlock, "n-official-1s", 10, "official CLI deploys timed at one block per second")
+	flag.IntVar(&o.nOffBlock, "n-official-1s", 8, "official CLI deploys timed at one block per second")
 	flag.IntVar(&o.nOffCount, "n-official-count", 3, "official CLI deploys through the counting proxy, per chain mode")
 	flag.IntVar(&o.nHelp, "n-help", 20, "cvmdeploy --help runs")
 	flag.IntVar(&o.nOffHelp, "n-official-help", 10, "phala --help runs")
 	flag.IntVar(&o.batchApps, "batch", 50, "apps in the batch deployed at one block per second")
+	flag.IntVar(&o.stacks1s, "anvils-1s", 4, "anvils (each with its KMS and cloud) the one-block-per-second runs are spread over, started at evenly spaced phases of the wall-clock second")
 	flag.Int64Var(&o.seed, "seed", 1, "seed of the start offsets at one block per second")
 	flag.StringVar(&o.rev, "rev", "", "build cvmdeploy from a clean `git archive` of this commit (e.g. HEAD) instead of the working tree")
 	flag.DurationVar(&o.totalTimeout, "timeout", 30*time.Minute, "bound on the whole run")
@@ -96,7 +101,7 @@ func main() {
 		for name, v := range map[string]*int{
 			"n": &o.nAuto, "n-1s": &o.nBlock, "n-count": &o.nCount,
 			"n-official": &o.nOffAuto, "n-official-1s": &o.nOffBlock, "n-official-count": &o.nOffCount,
-			"n-help": &o.nHelp, "n-official-help": &o.nOffHelp, "batch": &o.batchApps,
+			"n-help": &o.nHelp, "n-official-help": &o.nOffHelp, "batch": &o.batchApps, "anvils-1s": &o.stacks1s,
 		} {
 			if !set[name] {
 				*v = quickCounts[name]
@@ -132,7 +137,7 @@ func main() {
 var quickCounts = map[string]int{
 	"n": 3, "n-1s": 2, "n-count": 1,
 	"n-official": 2, "n-official-1s": 1, "n-official-count": 1,
-	"n-help": 3, "n-official-help": 2, "batch": 10,
+	"n-help": 3, "n-official-help": 2, "batch": 10, "anvils-1s": 2,
 }
 
 var startedAt = time.Now()

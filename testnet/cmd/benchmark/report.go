@@ -92,7 +92,7 @@ func (r *report) markdown() string {
 	}
 	fmt.Fprintf(&b, "- Tools: %s.\n", strings.Join(tools, "; "))
 	fmt.Fprintf(&b, "- cvmdeploy built from %s.\n", m.build)
-	fmt.Fprintf(&b, "- Stack: anvil (automine, or one block per second) with a fresh DstackKms and the local Phala Cloud (`testnet.StartLocalnet`, in the benchmark's process; a CVM boots in 2 × 50 ms), all on 127.0.0.1. cvmdeploy is the binary `go build` made at the start of the run. Every deploy uses a fresh name. One untimed warm-up deploy per tool and chain mode; the two tools' runs alternate, 200 ms apart; at one block per second the n runs of a tool start 0, 1/n, …, (n−1)/n s after a block (in a seeded order), so the wait for the block is averaged over its phase.\n")
+	fmt.Fprintf(&b, "- Stack: anvil (automine, or one block per second) with a fresh DstackKms and the local Phala Cloud (`testnet.StartLocalnet`, in the benchmark's process; a CVM boots in 2 × 50 ms), all on 127.0.0.1. cvmdeploy is the binary `go build` made at the start of the run. Every deploy uses a fresh name. One untimed warm-up deploy per tool and chain mode; the two tools' runs alternate, 200 ms apart; at one block per second the runs are spread over %d anvils whose blocks arrive %s ms into the wall-clock second (started at evenly spaced phases: cvmdeploy's next-block estimate reads whole-second block timestamps), and on each anvil the n runs of a tool start 0, 1/n, …, (n−1)/n s after a block (in a seeded order), so the wait for the block is averaged over both phases.\n", len(r.phases), phaseList(r.phases))
 	if r.opts.quick {
 		b.WriteString("- **Quick run** (`-quick`): small counts, not for the record.\n")
 	}
@@ -126,6 +126,14 @@ func (r *report) markdown() string {
 	r.callsTable(&b)
 	r.timelines(&b)
 	return b.String()
+}
+
+func phaseList(ps []time.Duration) string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, fmt.Sprint(p.Milliseconds()))
+	}
+	return strings.Join(out, ", ")
 }
 
 func (r *report) officialN(m *modeResult) string {

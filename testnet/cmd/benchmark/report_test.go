@@ -85,7 +85,7 @@ func TestAlignLines(t *testing.T) {
 }
 
 func TestOptionsCheck(t *testing.T) {
-	good := options{nAuto: 20, nBlock: 10, nCount: 5, nOffAuto: 10, nOffBlock: 10, nOffCount: 3, nHelp: 20, nOffHelp: 10, batchApps: 50, totalTimeout: time.Minute}
+	good := options{nAuto: 20, nBlock: 10, nCount: 5, nOffAuto: 10, nOffBlock: 10, nOffCount: 3, nHelp: 20, nOffHelp: 10, batchApps: 50, stacks1s: 4, totalTimeout: time.Minute}
 	if err := good.Check(); err != nil {
 		t.Fatalf("defaults rejected: %v", err)
 	}
@@ -94,6 +94,7 @@ func TestOptionsCheck(t *testing.T) {
 		"huge batch":       func(o *options) { o.batchApps = 201 },
 		"no official runs": func(o *options) { o.nOffBlock = 0 },
 		"no timeout":       func(o *options) { o.totalTimeout = 0 },
+		"no anvil":         func(o *options) { o.stacks1s = 0 },
 	} {
 		o := good
 		mutate(&o)
@@ -124,5 +125,28 @@ func TestReceiptLags(t *testing.T) {
 	want := []time.Duration{ms(60), ms(20)}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 		t.Fatalf("receiptLags = %v, want %v", got, want)
+	}
+}
+
+func TestShare(t *testing.T) {
+	for _, tc := range []struct{ n, stacks int }{{12, 4}, {10, 4}, {5, 4}, {3, 4}, {1, 1}, {0, 3}} {
+		total := 0
+		for k := 0; k < tc.stacks; k++ {
+			q := share(tc.n, tc.stacks, k)
+			if q < tc.n/tc.stacks || q > tc.n/tc.stacks+1 {
+				t.Errorf("share(%d, %d, %d) = %d: uneven", tc.n, tc.stacks, k, q)
+			}
+			total += q
+		}
+		if total != tc.n {
+			t.Errorf("shares of %d over %d add up to %d", tc.n, tc.stacks, total)
+		}
+	}
+}
+
+func TestPhaseOf(t *testing.T) {
+	at := time.Unix(1700000000, 250_000_000)
+	if got := phaseOf(at); got != 250*time.Millisecond {
+		t.Errorf("phaseOf = %v, want 250ms", got)
 	}
 }
