@@ -626,6 +626,20 @@ func TestResumeTx(t *testing.T) {
 	}
 }
 
+// TestResumeTxOnAnotherChain: a journaled transaction resumed against a
+// node of another chain is refused at once, not awaited until the timeout.
+func TestResumeTxOnAnotherChain(t *testing.T) {
+	a := testnet.NewTestAnvil(t, testnet.AnvilConfig{ChainID: 1337})
+	c := dialT(t, a.RPCURL())
+	s := deployer.NewKeySigner(a.Accounts()[0].PrivateKey)
+	tx := signTransfer(t, s, a.Accounts()[1].Address, 0, gwei(3)) // for chain 31337
+	_, err := c.ResumeTx(ctxT(t), s, tx, nil, deployer.TxOptions{Timeout: time.Minute})
+	var cm *deployer.ChainMismatchError
+	if !errors.As(err, &cm) || cm.Want != 31337 || cm.Got != 1337 {
+		t.Fatalf("err = %v, want a chain mismatch 31337 vs 1337", err)
+	}
+}
+
 // TestDeployAppReadsKMSRootKey: the root key rides in the preflight batch
 // and equals what KMSRootKey reads.
 func TestDeployAppReadsKMSRootKey(t *testing.T) {

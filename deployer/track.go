@@ -457,6 +457,11 @@ func (w *waiter) poll(ctx context.Context) (bool, error) {
 		if w.c.ExpectChainID != 0 && id != w.c.ExpectChainID {
 			return false, &ChainMismatchError{Want: w.c.ExpectChainID, Got: id}
 		}
+		// A transaction signed for another chain can be neither found nor
+		// sent here: say so instead of waiting for the timeout.
+		if w.chainID != nil && w.chainID.Sign() > 0 && w.chainID.Uint64() != id {
+			return false, fmt.Errorf("transaction %s was signed for chain %d: %w", w.txs[0].hashes[len(w.txs[0].hashes)-1].Hex(), w.chainID.Uint64(), &ChainMismatchError{Want: w.chainID.Uint64(), Got: id})
+		}
 	}
 	if iPrev >= 0 && elems[iPrev].Error == nil && prev.Hash != (common.Hash{}) {
 		if dt := int64(w.head.Timestamp) - int64(prev.Timestamp); dt > 0 {
