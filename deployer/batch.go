@@ -39,6 +39,11 @@ func (c *Client) DeployApps(ctx context.Context, signer Signer, cfgs []DeployApp
 		}
 		reqs[i], normalized[i] = req, cfg
 	}
+	// Replacements are off here until the caller's OnSigned maps each
+	// signed transaction to its app by nonce: cvm's batch journal counts
+	// OnSigned calls, and a replacement (same nonce, signed later) would
+	// land in the wrong app's journal.
+	opts.ReplaceAfter = 0
 	p, err := c.preflight(ctx, from, reqs, opts, nil)
 	if err != nil {
 		return nil, err
