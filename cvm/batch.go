@@ -11,7 +11,6 @@ import (
 	"sync"
 
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
 
 	"github.com/cvmdeploy/cvmdeploy/deployer"
@@ -274,15 +273,28 @@ func (r *Runner) deployBatchAppAuths(ctx context.Context, runs []*run, idx []int
 		}
 	}
 	opts := runs[todo[0]].cfg.Tx
-	signed := 0
+	// Transactions are signed in cfgs order with consecutive nonces, and a
+	// replacement reuses its original's nonce: the nonce names the app.
+	var first *uint64
+	var signMu sync.Mutex
 	opts.OnSigned = func(tx *types.Transaction) error {
-		d := runs[todo[signed]]
-		signed++
-		raw, err := tx.MarshalBinary()
-		if err != nil {
+		signMu.Lock()
+		defer signMu.Unlock()
+		if first == nil {
+			n := tx.Nonce()
+			first = &n
+		}
+		k := tx.Nonce() - *first
+		if tx.Nonce() < *first || k >= uint64(len(todo)) {
+			return fmt.Errorf("signed a transaction with nonce %d outside the batch's %d..%d", tx.Nonce(), *first, *first+uint64(len(todo))-1)
+		}
+		d := runs[todo[k]]
+		if d.j.DeployTx == nil || d.j.DeployTx.Nonce != tx.Nonce() {
+			d.j.DeployTx = &TxStep{}
+		}
+		if err := d.j.DeployTx.AddVariant(tx, r.Signer.Address(), d.now().UTC()); err != nil {
 			return err
 		}
-		d.j.DeployTx = &TxStep{Hash: tx.Hash().Hex(), From: r.Signer.Address().Hex(), Nonce: tx.Nonce(), RawTx: hexutil.Encode(raw), SentAt: d.now().UTC()}
 		return d.save(StepDeployTx)
 	}
 	opts.OnSent = func(h common.Hash) {}

@@ -163,3 +163,55 @@ func TestBatchOf50AtOneBlockPerSecond(t *testing.T) {
 		t.Fatalf("AppAuths spread over blocks %d..%d, want at most 5 blocks", minB, maxB)
 	}
 }
+
+// TestDeployBatchReplacementsJournalToTheirApps holds the batch's
+// transactions in the pool until they are replaced, then mines: every app's
+// journal must hold only variants of its own nonce, and each app gets one
+// AppAuth.
+func TestDeployBatchReplacementsJournalToTheirApps(t *testing.T) {
+	e := newEnv(t)
+	apps, err := cvm.LoadBatchFile(writeBatch(t, e.dir, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := e.eth.Client()
+	if err := rc.Call(nil, "evm_setAutomine", false); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(1500 * time.Millisecond) // past ReplaceAfter: every tx was replaced once
+		rc.Call(nil, "evm_setAutomine", true)
+		rc.Call(nil, "evm_mine")
+	}()
+	r := e.runner(t)
+	base := batchBase()
+	base.Tx.ReplaceAfter = 400 * time.Millisecond
+	res, err := r.DeployBatch(context.Background(), base, apps)
+	if err != nil {
+		t.Fatalf("batch: %v", err)
+	}
+	store := cvm.JournalStore{Dir: filepath.Join(e.dir, "journals")}
+	nonces := map[uint64]bool{}
+	for _, a := range res.Apps {
+		j, err := store.Load(store.Path(e.ln.APIPrefix, a.Name))
+		if err != nil || j == nil || j.DeployTx == nil {
+			t.Fatalf("journal of %s: %v", a.Name, err)
+		}
+		if len(j.DeployTx.Variants()) < 2 {
+			t.Fatalf("%s: %d variants journaled, want the original and a replacement", a.Name, len(j.DeployTx.Variants()))
+		}
+		for _, h := range j.DeployTx.Variants() {
+			tx, _, err := e.eth.TransactionByHash(context.Background(), h)
+			if err == nil && tx.Nonce() != j.DeployTx.Nonce {
+				t.Fatalf("%s: variant %s has nonce %d, journal says %d", a.Name, h.Hex(), tx.Nonce(), j.DeployTx.Nonce)
+			}
+		}
+		if nonces[j.DeployTx.Nonce] {
+			t.Fatalf("two apps journaled nonce %d", j.DeployTx.Nonce)
+		}
+		nonces[j.DeployTx.Nonce] = true
+	}
+	if n := e.appDeployments(t); n != 3 {
+		t.Fatalf("%d AppAuths, want 3", n)
+	}
+}

@@ -17,7 +17,8 @@ type BatchDeployment struct {
 // one batched preflight (every call estimated), then every transaction
 // signed and sent with consecutive nonces without waiting in between, then
 // all receipts awaited together. A team deploying fifty apps waits about one
-// block, not fifty. opts.OnSigned sees the transactions in cfgs order.
+// block, not fifty. opts.OnSigned sees the transactions in cfgs order with
+// consecutive nonces; a replacement comes later with its original's nonce.
 //
 // The error is for the batch as a whole (nothing or only part was sent);
 // per-app outcomes of what was sent, including reverts, are in the results.
@@ -39,11 +40,6 @@ func (c *Client) DeployApps(ctx context.Context, signer Signer, cfgs []DeployApp
 		}
 		reqs[i], normalized[i] = req, cfg
 	}
-	// Replacements are off here until the caller's OnSigned maps each
-	// signed transaction to its app by nonce: cvm's batch journal counts
-	// OnSigned calls, and a replacement (same nonce, signed later) would
-	// land in the wrong app's journal.
-	opts.ReplaceAfter = 0
 	p, err := c.preflight(ctx, from, reqs, opts, nil)
 	if err != nil {
 		return nil, err
