@@ -423,3 +423,18 @@ func TestCLIAppDeployCalldataOnlyForASafe(t *testing.T) {
 		t.Fatalf("compose add --calldata-only: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+func TestCLIReplacementFlagsValidated(t *testing.T) {
+	key, _ := crypto.GenerateKey()
+	t.Setenv("PRIVATE_KEY", fmt.Sprintf("%x", crypto.FromECDSA(key)))
+	for _, args := range [][]string{
+		{"app", "deploy", "--rpc-url", "http://127.0.0.1:1", "--kms-contract", "0x000000000000000000000000000000000000dEaD", "--replace-after", "soon"},
+		{"app", "deploy", "--rpc-url", "http://127.0.0.1:1", "--kms-contract", "0x000000000000000000000000000000000000dEaD", "--max-fee", "lots"},
+	} {
+		r := runCLI(t, "", args...)
+		flag := args[len(args)-2]
+		if r.code != commands.ExitUsage || !strings.Contains(r.stderr, flag) {
+			t.Errorf("%s %s: exit %d, want %d naming the flag\n%s", flag, args[len(args)-1], r.code, commands.ExitUsage, r.stderr)
+		}
+	}
+}
