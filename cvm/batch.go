@@ -310,7 +310,20 @@ func (r *Runner) deployBatchAppAuths(ctx context.Context, runs []*run, idx []int
 		}
 		return chain, nil
 	}
+	// One root-key read per KMS serves every app's key check (the one-app
+	// path folds it into the preflight batch instead).
+	roots := map[string][]byte{}
+	for _, i := range todo {
+		kms := runs[i].j.Provision.KMSContract
+		if _, ok := roots[kms]; ok || runs[i].cfg.InsecureSkipKeyVerification {
+			continue
+		}
+		if root, err := chain.KMSRootKey(ctx, common.HexToAddress(kms)); err == nil {
+			roots[kms] = root
+		}
+	}
 	for k, i := range todo {
+		runs[i].kmsRootKey = roots[runs[i].j.Provision.KMSContract]
 		if res := results[k]; res.Err != nil {
 			fail(i, fmt.Errorf("deploy AppAuth: %w", res.Err))
 		} else if err := runs[i].recordApp(res.Deployment); err != nil {
