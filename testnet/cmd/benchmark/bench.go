@@ -202,58 +202,8 @@ func run(ctx context.Context, o options) (string, error) {
 	}
 
 	for _, mode := range []string{modeAuto, modeBlock} {
-		cfg := testnet.LocalnetConfig{}
-		stacks := 1
-		nOurs, nOff, nCount, nOffCount := o.nAuto, o.nOffAuto, o.nCount, o.nOffCount
-		if mode == modeBlock {
-			cfg.BlockTime = time.Second
-			stacks = o.stacks1s
-			nOurs, nOff = o.nBlock, o.nOffBlock
-		}
-		if b.phala == "" {
-			nOff, nOffCount = 0, 0
-		}
-		ours := &modeResult{calls: map[string]int{}}
-		off := &modeResult{calls: map[string]int{}}
-		rep.ours[mode], rep.official[mode] = ours, off
-		// Each anvil at one block per second mines at its own phase of the
-		// wall-clock second (its interval timer starts with the process), and
-		// cvmdeploy's next-block estimate reads whole-second timestamps: the
-		// runs are spread over anvils started at evenly spaced phases.
-		var shift time.Duration // start-to-first-block offset, learnt on the first anvil
-		for k := 0; k < stacks; k++ {
-			if mode == modeBlock {
-				target := (time.Duration(k)*time.Second + time.Second/2) / time.Duration(stacks)
-				if err := sleepUntilPhase(ctx, target-shift); err != nil {
-					return "", err
-				}
-			}
-			progressf("%s: starting anvil, the KMS, the local cloud and the counting proxy (%d/%d)", mode, k+1, stacks)
-			startPhase := phaseOf(time.Now())
-			st, err := b.startStack(ctx, mode, cfg)
-			if err != nil {
-				return "", err
-			}
-			if mode == modeBlock {
-				if err = st.nextBlock(ctx); err == nil {
-					p := phaseOf(time.Now())
-					rep.phases = append(rep.phases, p)
-					if k == 0 {
-						shift = (p - startPhase + time.Second) % time.Second
-					}
-					progressf("%s: blocks arrive %d ms into each wall-clock second", mode, p.Milliseconds())
-				}
-			}
-			if err == nil {
-				err = b.measureMode(ctx, st, ours, off, share(nOurs, stacks, k), share(nOff, stacks, k), share(nCount, stacks, k), share(nOffCount, stacks, k))
-			}
-			if err == nil && mode == modeBlock && k == stacks-1 {
-				rep.batch, err = b.measureBatch(ctx, st)
-			}
-			st.close()
-			if err != nil {
-				return "", err
-			}
+		if err := b.measureChain(ctx, rep, mode); err != nil {
+			return "", err
 		}
 	}
 
@@ -267,6 +217,66 @@ func run(ctx context.Context, o options) (string, error) {
 	rep.machine.loadEnd = loadAvg()
 	rep.elapsed = time.Since(startedAt)
 	return rep.markdown(), nil
+}
+
+// measureChain runs every measurement of one chain mode: on automine one
+// testnet; at one block per second o.stacks1s of them, then the batch.
+func (b *bench) measureChain(ctx context.Context, rep *report, mode string) error {
+	o := b.o
+	cfg := testnet.LocalnetConfig{}
+	stacks := 1
+	nOurs, nOff, nCount, nOffCount := o.nAuto, o.nOffAuto, o.nCount, o.nOffCount
+	if mode == modeBlock {
+		cfg.BlockTime = time.Second
+		stacks = o.stacks1s
+		nOurs, nOff = o.nBlock, o.nOffBlock
+	}
+	if b.phala == "" {
+		nOff, nOffCount = 0, 0
+	}
+	ours := &modeResult{calls: map[string]int{}}
+	off := &modeResult{calls: map[string]int{}}
+	rep.ours[mode], rep.official[mode] = ours, off
+	// Each anvil at one block per second mines at its own phase of the
+	// wall-clock second (its interval timer starts with the process), and
+	// cvmdeploy's next-block estimate reads whole-second timestamps: the
+	// runs are spread over anvils started at evenly spaced phases.
+	var shift time.Duration // start-to-first-block offset, learnt on the first anvil
+	for k := 0; k < stacks; k++ {
+		if mode == modeBlock {
+			target := (time.Duration(k)*time.Second + time.Second/2) / time.Duration(stacks)
+			if err := sleepUntilPhase(ctx, target-shift); err != nil {
+				return err
+			}
+		}
+		progressf("%s: starting anvil, the KMS, the local cloud and the counting proxy (%d/%d)", mode, k+1, stacks)
+		startPhase := phaseOf(time.Now())
+		st, err := b.startStack(ctx, mode, cfg)
+		if err != nil {
+			return err
+		}
+		if mode == modeBlock {
+			if err = st.nextBlock(ctx); err == nil {
+				p := phaseOf(time.Now())
+				rep.phases = append(rep.phases, p)
+				if k == 0 {
+					shift = (p - startPhase + time.Second) % time.Second
+				}
+				progressf("%s: blocks arrive %d ms into each wall-clock second", mode, p.Milliseconds())
+			}
+		}
+		if err == nil {
+			err = b.measureMode(ctx, st, ours, off, share(nOurs, stacks, k), share(nOff, stacks, k), share(nCount, stacks, k), share(nOffCount, stacks, k))
+		}
+		if err == nil && mode == modeBlock && k == stacks-1 {
+			rep.batch, err = b.measureBatch(ctx, st)
+		}
+		st.close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // prepareApp writes the example app where both tools read it.
@@ -631,11 +641,11 @@ func (b *bench) measureBatch(ctx context.Context, st *stack) (batchResult, error
 func (b *bench) measureHelp(ctx context.Context) (ours, off []sample, err error) {
 	oursEnv := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + b.home}
 	offEnv := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + b.home, "PHALA_DISABLE_UPDATE_CHECK=1", "CI=1"}
-	progressf("--help: %d runs of cvmdeploy, %d of phala", b.o.nHelp, b.o.nOffHelp)
 	nOff := b.o.nOffHelp
 	if b.phala == "" {
 		nOff = 0
 	}
+	progressf("--help: %d runs of cvmdeploy, %d of phala", b.o.nHelp, nOff)
 	for i := -1; i < max(b.o.nHelp, nOff); i++ {
 		if i < b.o.nHelp { // i = -1 is the untimed first run
 			res, err := runTimed(ctx, helpTimeout, b.tmp, oursEnv, b.bin, "--help")
