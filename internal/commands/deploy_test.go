@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/ethclient"
 
+	"github.com/cvmdeploy/cvmdeploy/bindings"
 	"github.com/cvmdeploy/cvmdeploy/deployer"
 	"github.com/cvmdeploy/cvmdeploy/internal/commands"
 	"github.com/cvmdeploy/cvmdeploy/testnet"
@@ -436,5 +438,42 @@ func TestCLIReplacementFlagsValidated(t *testing.T) {
 		if r.code != commands.ExitUsage || !strings.Contains(r.stderr, flag) {
 			t.Errorf("%s %s: exit %d, want %d naming the flag\n%s", flag, args[len(args)-1], r.code, commands.ExitUsage, r.stderr)
 		}
+	}
+}
+
+// TestCLIDeployAPIAndKeyFailures covers the failures only the service or
+// the chain can detect: a provision the API rejects (exit 6) and an env
+// key not signed by the KMS root key on-chain (exit 7).
+func TestCLIDeployAPIAndKeyFailures(t *testing.T) {
+	f := newFlowEnv(t)
+	r := runCLI(t, "", f.deployArgs("cli-bad-type", "--instance-type", "tdx.enormous")...)
+	if r.code != commands.ExitAPI || !strings.Contains(r.stderr, "instance type") {
+		t.Fatalf("rejected provision: exit %d, want %d naming the instance type\n%s", r.code, commands.ExitAPI, r.stderr)
+	}
+	if f.deployments(t) != 0 {
+		t.Fatal("an AppAuth was deployed for a rejected provision")
+	}
+
+	// Point the on-chain root key elsewhere (as the KMS owner, impersonated
+	// on anvil): the cloud's signature no longer matches the chain.
+	other, _ := crypto.GenerateKey()
+	data := bindings.NewDstackKms().PackSetKmsInfo(bindings.DstackKmsKmsInfo{K256Pubkey: crypto.CompressPubkey(&other.PublicKey), CaPubkey: []byte{}, Quote: []byte{}, Eventlog: []byte{}})
+	rc := f.eth.Client()
+	if err := rc.Call(nil, "anvil_impersonateAccount", f.ln.KMSOwner); err != nil {
+		t.Fatal(err)
+	}
+	var h common.Hash
+	if err := rc.Call(&h, "eth_sendTransaction", map[string]any{"from": f.ln.KMSOwner, "to": f.ln.KMSContract, "data": hexutil.Bytes(data)}); err != nil {
+		t.Fatal(err)
+	}
+	r = runCLI(t, "", f.deployArgs("cli-bad-key")...)
+	if r.code != commands.ExitVerify || !strings.Contains(r.stderr, "not signed by the KMS root key") {
+		t.Fatalf("unverified key: exit %d, want %d\n%s", r.code, commands.ExitVerify, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "re-run the same command") {
+		t.Fatalf("no resume hint after a failure past the AppAuth:\n%s", r.stderr)
+	}
+	if f.ln.Cloud.Counts().CVMs != 0 {
+		t.Fatal("committed with an unverified key")
 	}
 }
