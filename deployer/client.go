@@ -63,6 +63,11 @@ type Client struct {
 	chainID atomic.Uint64
 	// retries counts repeated requests, for tests and diagnostics.
 	retries atomic.Uint64
+	// noSyncSend is set once the node showed it lacks
+	// eth_sendRawTransactionSync; later sends go straight to the plain send.
+	noSyncSend atomic.Bool
+	// DisableSyncSend forces plain eth_sendRawTransaction + receipt polls.
+	DisableSyncSend bool
 }
 
 // Dial connects to url (http(s)://, ws(s)://, or an IPC path). For HTTP no

@@ -183,6 +183,49 @@ func (c *Client) broadcast(ctx context.Context, raw []byte, want common.Hash) (s
 	return sendFailed, err
 }
 
+// syncSendWait bounds how long eth_sendRawTransactionSync may hold a send:
+// long enough for the next block on chains of up to a few seconds' block
+// time (anvil at one block per second, Base), short enough that a slow
+// chain falls back to polling, where replacement and drop detection live.
+const syncSendWait = 3 * time.Second
+
+// sendSync sends raw with eth_sendRawTransactionSync (EIP-7966), which
+// answers with the receipt once the transaction is mined. It returns nil
+// whenever that did not work out — the node lacks the method, the block was
+// slower than syncSendWait, the answer was lost — and the caller then sends
+// the same bytes the ordinary way, which is safe: a node that already has
+// them says so, and the waiter takes over.
+func (c *Client) sendSync(ctx context.Context, raw []byte, want common.Hash, p *plan, opts TxOptions) *types.Receipt {
+	if c.DisableSyncSend || c.noSyncSend.Load() {
+		return nil
+	}
+	wait := syncSendWait
+	if d := c.timeout(); d < wait {
+		wait = d
+	}
+	if opts.ReplaceAfter > 0 && opts.ReplaceAfter < wait {
+		wait = opts.ReplaceAfter // the waiter must be free to replace it
+	}
+	sctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	var r *types.Receipt
+	err := c.rpc.CallContext(sctx, &r, "eth_sendRawTransactionSync", hexutil.Bytes(raw))
+	if err != nil {
+		var rpcErr rpc.Error
+		if errors.As(err, &rpcErr) && (rpcErr.ErrorCode() == -32601 || rpcErr.ErrorCode() == -32602) {
+			c.noSyncSend.Store(true) // method not found / not in this form
+		}
+		return nil
+	}
+	if r == nil || r.TxHash != want || r.BlockNumber == nil {
+		return nil
+	}
+	if p.chainID != nil && p.chainID.Sign() > 0 {
+		c.chainID.Store(p.chainID.Uint64())
+	}
+	return r
+}
+
 // signVariant signs tx, journals it through OnSigned and encodes it.
 func signVariant(ctx context.Context, signer Signer, tx *types.Transaction, chainID *big.Int, opts TxOptions) (*types.Transaction, []byte, error) {
 	signed, err := signer.SignTx(ctx, tx, chainID)
@@ -213,6 +256,18 @@ func (c *Client) sendAll(ctx context.Context, signer Signer, p *plan, opts TxOpt
 		}
 		t := &pendingTx{req: p.reqs[i], accepted: -1}
 		t.add(signed, raw)
+		if len(p.txs) == 1 && opts.confirmations() == 1 {
+			// One transaction awaiting its block: ask the node to answer
+			// with the receipt (no polls, no guessing when the block is due).
+			if r := c.sendSync(ctx, raw, signed.Hash(), p, opts); r != nil {
+				t.receipt, t.done, t.accepted = r, true, 0
+				out = append(out, t)
+				if opts.OnSent != nil {
+					opts.OnSent(signed.Hash())
+				}
+				continue
+			}
+		}
 		st, err := c.broadcast(ctx, raw, signed.Hash())
 		switch st {
 		case sendAccepted, sendKnown:
@@ -765,6 +820,16 @@ func (w *waiter) nextDelay(now time.Time) time.Duration {
 // receipt into a *RevertError (returned with all receipts). txs are the
 // sent prefix of p's transactions.
 func (c *Client) waitMined(ctx context.Context, signer Signer, p *plan, txs []*pendingTx, opts TxOptions) ([]*types.Receipt, error) {
+	if rs := syncedReceipts(txs); rs != nil {
+		// The node answered the send with the receipt of the block it
+		// just sealed: mined, canonical and, at one confirmation, done.
+		if opts.OnEvent != nil {
+			for i, r := range rs {
+				opts.OnEvent(TxEvent{Kind: TxMined, Hash: r.TxHash, Nonce: txs[i].newest().Nonce(), Block: r.BlockNumber.Uint64()})
+			}
+		}
+		return rs, c.checkReverts(ctx, p.from, txs, rs)
+	}
 	w := newWaiter(c, signer, p.from, p.chainID, txs, opts)
 	first := firstPollDelay
 	if p.head != nil {
@@ -837,4 +902,17 @@ func (c *Client) ResumeTx(ctx context.Context, signer Signer, latest *types.Tran
 		return nil, err
 	}
 	return rs[0], c.checkReverts(ctx, from, w.txs, rs)
+}
+
+// syncedReceipts returns every receipt when each transaction's came with
+// its send, else nil.
+func syncedReceipts(txs []*pendingTx) []*types.Receipt {
+	rs := make([]*types.Receipt, len(txs))
+	for i, t := range txs {
+		if !t.done || t.receipt == nil {
+			return nil
+		}
+		rs[i] = t.receipt
+	}
+	return rs
 }
