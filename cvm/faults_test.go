@@ -123,7 +123,7 @@ func faultDeploys(t *testing.T) int {
 // matching rule wins) whose drops all happen after the node took the
 // transaction, so its answer is lost.
 var faultRules = []rpcproxy.Rule{
-	{Method: "eth_sendRawTransaction", Drop: 0.08, DropAfterForward: true, Reset: 0.04, TooMany: 0.04, ServerError: 0.04},
+	{Method: "eth_sendRawTransaction*", Drop: 0.08, DropAfterForward: true, Reset: 0.04, TooMany: 0.04, ServerError: 0.04},
 	{Method: "*", Drop: 0.05, Reset: 0.05, TooMany: 0.05, ServerError: 0.05},
 }
 
