@@ -9,6 +9,20 @@ import (
 	"strings"
 )
 
+// call sends r and decodes a 2xx answer into a T: the shape shared by
+// every endpoint that answers one JSON document.
+func call[T any](ctx context.Context, c *Client, r request) (*T, error) {
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	var out T
+	if err := c.decode(r, resp, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // cvmPath returns "/cvms/<normalized id>" plus suffix, or an input error.
 func cvmPath(id, suffix string) (string, error) {
 	id = strings.TrimSpace(id)
@@ -30,15 +44,7 @@ func (c *Client) Provision(ctx context.Context, req ProvisionRequest) (*Provisio
 		return nil, err
 	}
 	r := request{method: http.MethodPost, path: "/cvms/provision", body: req, retry: retryUnsent}
-	resp, err := c.do(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	var out ProvisionResponse
-	if err := c.decode(r, resp, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[ProvisionResponse](ctx, c, r)
 }
 
 // Commit calls POST /cvms, the second phase of a deploy, and returns the
@@ -51,30 +57,14 @@ func (c *Client) Commit(ctx context.Context, req CommitRequest) (*CVM, error) {
 		return nil, err
 	}
 	r := request{method: http.MethodPost, path: "/cvms", body: req, retry: retryIdempotent}
-	resp, err := c.do(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	var out CVM
-	if err := c.decode(r, resp, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[CVM](ctx, c, r)
 }
 
 // ListOnChainKMS calls GET /kms?is_onchain=true&page_size=100 and returns
 // the first page (100 items cover every KMS the service runs today).
 func (c *Client) ListOnChainKMS(ctx context.Context) (*KMSPage, error) {
 	r := request{method: http.MethodGet, path: "/kms", query: url.Values{"is_onchain": {"true"}, "page_size": {"100"}}, retry: retryIdempotent}
-	resp, err := c.do(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	var out KMSPage
-	if err := c.decode(r, resp, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[KMSPage](ctx, c, r)
 }
 
 // GetKMS calls GET /kms/{id_or_slug}.
@@ -84,15 +74,7 @@ func (c *Client) GetKMS(ctx context.Context, slug string) (*KMSInfo, error) {
 		return nil, fmt.Errorf("%w: empty KMS slug", ErrInvalidInput)
 	}
 	r := request{method: http.MethodGet, path: "/kms/" + url.PathEscape(slug), retry: retryIdempotent}
-	resp, err := c.do(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	var out KMSInfo
-	if err := c.decode(r, resp, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[KMSInfo](ctx, c, r)
 }
 
 // AppPubKey calls GET /kms/{kms}/pubkey/{app_id} for an on-chain app's env
@@ -108,15 +90,7 @@ func (c *Client) AppPubKey(ctx context.Context, kmsRef, appID string) (*AppPubKe
 		return nil, err
 	}
 	r := request{method: http.MethodGet, path: "/kms/" + url.PathEscape(kmsRef) + "/pubkey/" + url.PathEscape(appID), retry: retryIdempotent}
-	resp, err := c.do(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	var out AppPubKey
-	if err := c.decode(r, resp, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[AppPubKey](ctx, c, r)
 }
 
 // GetCVM calls GET /cvms/{id}; id is normalised with NormalizeCVMID.
@@ -126,15 +100,7 @@ func (c *Client) GetCVM(ctx context.Context, id string) (*CVM, error) {
 		return nil, err
 	}
 	r := request{method: http.MethodGet, path: p, retry: retryIdempotent}
-	resp, err := c.do(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	var out CVM
-	if err := c.decode(r, resp, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[CVM](ctx, c, r)
 }
 
 // CVMState calls GET /cvms/{id}/state once.
@@ -144,15 +110,7 @@ func (c *Client) CVMState(ctx context.Context, id string) (*CVMState, error) {
 		return nil, err
 	}
 	r := request{method: http.MethodGet, path: p, retry: retryIdempotent}
-	resp, err := c.do(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	var out CVMState
-	if err := c.decode(r, resp, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[CVMState](ctx, c, r)
 }
 
 // UpdateCVM calls PATCH /cvms/{id}. When the service accepts the update the
@@ -262,15 +220,7 @@ func (c *Client) IsAllowed(ctx context.Context, id string, req IsAllowedRequest)
 		}
 	}
 	r := request{method: http.MethodPost, path: p, body: req, retry: retryIdempotent}
-	resp, err := c.do(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	var out IsAllowedResponse
-	if err := c.decode(r, resp, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[IsAllowedResponse](ctx, c, r)
 }
 
 // decodeAccepted reads {"correlation_id": …} from a 2xx answer.
