@@ -69,30 +69,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newEnv(t *testing.T) *env {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	logBuf := &syncBuffer{}
-	cfg := testnet.LocalnetConfig{}
-	cfg.Cloud.Log = logBuf
-	cfg.Cloud.BootStep = 10 * time.Millisecond
-	ln, err := testnet.StartLocalnet(ctx, cfg)
-	if err != nil {
-		t.Fatalf("start localnet: %v", err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	dir := t.TempDir()
-	e := &env{t: t, ln: ln, dir: dir, compose: filepath.Join(dir, "docker-compose.yml"), envFile: filepath.Join(dir, ".env"), cloudLog: logBuf}
-	writeFile(t, e.compose, testCompose)
-	writeFile(t, e.envFile, "GREETING="+secretGreeting+"\nDB_PASSWORD=\""+secretPassword+"\"\n")
-	e.eth, err = ethclient.Dial(ln.RPCURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.eth.Close)
-	return e
-}
+func newEnv(t *testing.T) *env { return newEnvWith(t, testnet.LocalnetConfig{}) }
 
 func writeFile(t *testing.T, path, content string) {
 	t.Helper()
