@@ -238,6 +238,15 @@ func TestNextDelay(t *testing.T) {
 			}
 		})
 	}
+	// A receipt below the head only waits for its block-hash check: the
+	// next poll comes at once, not when the next block is due.
+	w0 := &waiter{opts: TxOptions{}, delay: minPollDelay, interval: time.Second, head: head, headSeen: T.Add(ms(200)), recheck: true}
+	if got := w0.nextDelay(T.Add(ms(250))); got != minPollDelay {
+		t.Fatalf("recheck: delay %v, want %v", got, minPollDelay)
+	}
+	if got := w0.nextDelay(T.Add(ms(260))); got <= minPollDelay {
+		t.Fatalf("after the recheck the block schedule resumes, got %v", got)
+	}
 	// A replacement due before the next block wins.
 	w := &waiter{opts: TxOptions{ReplaceAfter: time.Hour}, signer: NewKeySigner(mustKey(t)), delay: minPollDelay, interval: 12 * time.Second, intervalKnown: true, head: head, headSeen: T}
 	w.txs = []*pendingTx{{signedAt: time.Now().Add(-time.Hour + 50*time.Millisecond)}}

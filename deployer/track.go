@@ -345,6 +345,9 @@ type waiter struct {
 	delay         time.Duration // current backoff
 	polls         int
 	lastErr       error
+	// recheck: a receipt arrived in a block below the head, whose hash
+	// only the next poll reads; nothing to wait for before asking.
+	recheck bool
 }
 
 func newWaiter(c *Client, signer Signer, from common.Address, chainID *big.Int, txs []*pendingTx, opts TxOptions) *waiter {
@@ -578,6 +581,9 @@ func (w *waiter) poll(ctx context.Context) (bool, error) {
 			t.done = true
 		} else {
 			all = false
+			if !canonical && rb+confs <= uint64(head.Number)+1 {
+				w.recheck = true
+			}
 		}
 	}
 	return all, nil
@@ -774,6 +780,11 @@ func (w *waiter) event(e TxEvent) {
 // when the block time is known (or estimated), else a doubling backoff;
 // never past a replacement that falls due.
 func (w *waiter) nextDelay(now time.Time) time.Duration {
+	if w.recheck {
+		// Mined and deep enough; only the block hash check is left.
+		w.recheck = false
+		return minPollDelay
+	}
 	backoff := func() time.Duration {
 		d := w.delay
 		w.delay = min(w.delay*2, w.opts.pollCap())
