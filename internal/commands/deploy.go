@@ -284,7 +284,17 @@ func runDeploy(c *cli.Context) error {
 		res.DashboardURL = "" // a local CVM has no page on the portal
 		res.Journal = ""
 	}
-	return printDeployResult(c, res)
+	if err := printDeployResult(c, res); err != nil {
+		return err
+	}
+	if s.dev != nil {
+		p := newProgress(c)
+		p.Printf("")
+		p.Printf("That was a rehearsal on a throwaway local testnet (stopped now). The same flow on Base:")
+		p.Printf("  export PHALA_CLOUD_API_KEY=phak_… ETH_RPC_URL=https://… PRIVATE_KEY=0x…")
+		p.Printf("  cvmdeploy deploy --kms base --chain base --compose %s --env-file … --dry-run   # then without --dry-run", cfg.ComposeFile)
+	}
+	return nil
 }
 
 // deployConfigFromFlags reads the deploy flags; withTx also reads the
