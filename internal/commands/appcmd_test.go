@@ -336,6 +336,23 @@ func TestDeployVariants(t *testing.T) {
 	if info["require_tcb_up_to_date"] != true || six["deployer_address"] != c.owner.Hex() {
 		t.Fatalf("6-arg deploy: %v / %v", six, info)
 	}
+
+	// The same keystore by name, where `cast wallet import` puts it.
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	if err := os.MkdirAll(filepath.Join(home, ".foundry", "keystores"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, ".foundry", "keystores", "deployer"), js, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	byName, _ := jsonOut(t, "app", "deploy", "--rpc-url", c.url, "--account", "deployer", "--password-file", pw, "--kms-contract", kms, "--json")
+	if byName["deployer_address"] != c.owner.Hex() {
+		t.Fatalf("--account deploy: %v", byName)
+	}
+	if r := runCLI(t, "", "app", "deploy", "--rpc-url", c.url, "--account", "../etc", "--password-file", pw, "--kms-contract", kms); r.code != commands.ExitUsage {
+		t.Fatalf("--account with a path: exit %d", r.code)
+	}
 }
 
 func TestKMSDeployOptions(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -62,6 +63,7 @@ func signerFlags() []cli.Flag {
 		&cli.StringFlag{Name: "private-key-file", Usage: "file holding the hex private key (default: the PRIVATE_KEY environment variable)"},
 		&cli.BoolFlag{Name: "private-key-stdin", Usage: "read the hex private key from standard input"},
 		&cli.StringFlag{Name: "keystore", EnvVars: []string{"ETH_KEYSTORE"}, Usage: "Web3 v3 keystore file"},
+		&cli.StringFlag{Name: "account", EnvVars: []string{"ETH_KEYSTORE_ACCOUNT"}, Usage: "a keystore made by `cast wallet import NAME`: ~/.foundry/keystores/NAME"},
 		&cli.StringFlag{Name: "password-file", EnvVars: []string{"ETH_PASSWORD"}, Usage: "file holding the keystore password"},
 	}
 }
@@ -141,6 +143,16 @@ func loadSigner(c *cli.Context) (deployer.Signer, error) {
 		KeyFile:       c.String("private-key-file"),
 		Keystore:      c.String("keystore"),
 		PasswordFile:  c.String("password-file"),
+	}
+	if name := c.String("account"); name != "" {
+		ks, err := foundryKeystore(name)
+		if err != nil {
+			return nil, &UsageError{Err: err}
+		}
+		if cfg.Keystore != "" {
+			return nil, &UsageError{Err: errors.New("--account and --keystore both name a keystore: pass one")}
+		}
+		cfg.Keystore = ks
 	}
 	if c.Bool("private-key-stdin") {
 		cfg.Stdin = c.App.Reader
@@ -301,4 +313,17 @@ func txURL(cl *deployer.Client, h common.Hash) string {
 		return ch.TxURL(h)
 	}
 	return ""
+}
+
+// foundryKeystore is the file `cast wallet import NAME` writes, as Foundry's
+// --account reads it.
+func foundryKeystore(name string) (string, error) {
+	if name == "" || strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
+		return "", fmt.Errorf("--account %q: a keystore name, as listed by `cast wallet list`", name)
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("--account: %w", err)
+	}
+	return filepath.Join(home, ".foundry", "keystores", name), nil
 }

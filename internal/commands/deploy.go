@@ -172,7 +172,7 @@ func newFlowSetup(c *cli.Context, needSigner bool) (*flowSetup, error) {
 // signerGiven reports whether any key source is configured; without one,
 // the flow asks for it only if the KMS turns out to be on-chain.
 func signerGiven(c *cli.Context) bool {
-	return os.Getenv(privateKeyEnv) != "" || c.String("private-key-file") != "" || c.Bool("private-key-stdin") || c.String("keystore") != ""
+	return os.Getenv(privateKeyEnv) != "" || c.String("private-key-file") != "" || c.Bool("private-key-stdin") || c.String("keystore") != "" || c.String("account") != ""
 }
 
 // startDev starts the embedded chain and local cloud for --dev and points
