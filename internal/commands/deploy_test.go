@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -475,5 +476,26 @@ func TestCLIDeployAPIAndKeyFailures(t *testing.T) {
 	}
 	if f.ln.Cloud.Counts().CVMs != 0 {
 		t.Fatal("committed with an unverified key")
+	}
+}
+
+func TestCLIStatus(t *testing.T) {
+	f := newFlowEnv(t)
+	args := f.deployArgs("cli-status")
+	args = slices.DeleteFunc(args, func(a string) bool { return a == "--wait" })
+	r := runCLI(t, "", args...)
+	if r.code != 0 {
+		t.Fatalf("deploy: %s", r.stderr)
+	}
+	id := jsonDoc(t, r)["cvm_id"].(string)
+	r = runCLI(t, "", "status", "--cvm", id, "--wait", "--json")
+	if r.code != 0 {
+		t.Fatalf("status --wait: exit %d\n%s", r.code, r.stderr)
+	}
+	if doc := jsonDoc(t, r); doc["status"] != "running" || doc["app_id"] == nil {
+		t.Fatalf("status %v", doc)
+	}
+	if r = runCLI(t, "", "status", "--cvm", "no-such-cvm"); r.code != commands.ExitAPI {
+		t.Fatalf("unknown CVM: exit %d\n%s", r.code, r.stderr)
 	}
 }
