@@ -192,14 +192,8 @@ func (r *Runner) DeployBatch(ctx context.Context, base Config, apps []BatchApp) 
 		} else {
 			d.res.AppID = d.j.Provision.AppID
 		}
-		if err := d.commit(ctx, pubKey); err != nil {
+		if err := d.commitAndWait(ctx, pubKey); err != nil {
 			fail(i, err)
-			return
-		}
-		if base.Wait {
-			if err := d.waitRunning(ctx); err != nil {
-				fail(i, err)
-			}
 		}
 	})
 	for _, a := range out.Apps {

@@ -122,7 +122,7 @@ func (r *Runner) Deploy(ctx context.Context, cfg Config) (*Result, error) {
 	if err := d.provision(ctx); err != nil {
 		return d.res, err
 	}
-	pubKey := derefOr(d.j.Provision.AppEnvEncryptKey, "")
+	pubKey := d.j.Provision.AppEnvEncryptKey
 	if d.j.Provision.OnChain {
 		if err := d.connectChain(ctx); err != nil {
 			return d.res, err
@@ -136,22 +136,28 @@ func (r *Runner) Deploy(ctx context.Context, cfg Config) (*Result, error) {
 	} else {
 		d.res.AppID = d.j.Provision.AppID
 	}
-	if err := d.commit(ctx, pubKey); err != nil {
-		return d.res, err
-	}
-	if cfg.Wait {
-		if err := d.waitRunning(ctx); err != nil {
-			return d.res, err
-		}
-	}
-	return d.res, nil
+	return d.res, d.commitAndWait(ctx, pubKey)
 }
 
-func derefOr(s, def string) string {
-	if s == "" {
-		return def
+// commitAndWait is steps 4 to 6: encrypt and commit, then (with Wait) watch
+// the CVM until it runs.
+func (d *run) commitAndWait(ctx context.Context, pubKey string) error {
+	if err := d.commit(ctx, pubKey); err != nil {
+		return err
 	}
-	return s
+	if d.cfg.Wait {
+		return d.waitRunning(ctx)
+	}
+	return nil
+}
+
+// unjournaled is r for flows that keep no journal (dry run, the split
+// phases): nothing is saved and the AfterStep hook does not fire.
+func (r *Runner) unjournaled() *Runner {
+	c := *r
+	c.Journals = JournalStore{}
+	c.AfterStep = nil
+	return &c
 }
 
 func (d *run) say(format string, args ...any) {

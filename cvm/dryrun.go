@@ -58,7 +58,7 @@ func (r *Runner) dryRun(ctx context.Context, cfg Config, in *inputs) (*Result, e
 // with eth_call and gas estimation, encrypts the env to prove it can be, and
 // describes the commit it would send. No transaction, no commit, no journal.
 func (r *Runner) dryRunResult(ctx context.Context, cfg Config, in *inputs) (*DryRunResult, error) {
-	d := &run{Runner: r, cfg: cfg, in: in, res: &Result{Name: cfg.Name}, j: &Journal{}}
+	d := &run{Runner: r.unjournaled(), cfg: cfg, in: in, res: &Result{Name: cfg.Name}, j: &Journal{}}
 	defer d.closeChain()
 	for _, w := range in.warnings {
 		d.say("warning: %s", w)
@@ -68,8 +68,6 @@ func (r *Runner) dryRunResult(ctx context.Context, cfg Config, in *inputs) (*Dry
 		out.EnvKeys = []string{}
 	}
 	d.say("→ dry run: provisioning %q (no gas is spent, nothing is committed)", cfg.Name)
-	// The provision step without a journal: Journals.Dir is empty in d.
-	d.Runner = &Runner{API: r.API, RPCURL: r.RPCURL, Signer: r.Signer, Progress: r.Progress, Explorer: r.Explorer, Now: r.Now}
 	if err := d.provision(ctx); err != nil {
 		return nil, err
 	}

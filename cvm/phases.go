@@ -29,7 +29,7 @@ func (r *Runner) Provision(ctx context.Context, cfg Config) (*ProvisionFile, err
 	if err != nil {
 		return nil, err
 	}
-	d := &run{Runner: &Runner{API: r.API, Progress: r.Progress, Now: r.Now}, cfg: cfg, in: in, res: &Result{Name: cfg.Name}, j: &Journal{}}
+	d := &run{Runner: r.unjournaled(), cfg: cfg, in: in, res: &Result{Name: cfg.Name}, j: &Journal{}}
 	for _, w := range in.warnings {
 		d.say("warning: %s", w)
 	}
@@ -102,8 +102,7 @@ func (r *Runner) Commit(ctx context.Context, cfg CommitConfig) (*Result, error) 
 	if !slices.Equal(in.envKeys, pf.EnvKeys) && !(len(in.envKeys) == 0 && len(pf.EnvKeys) == 0) {
 		return nil, fmt.Errorf("%w: the env keys %v differ from the provisioned ones %v; they are part of the compose hash: provision again with this env", ErrInvalidConfig, in.envKeys, pf.EnvKeys)
 	}
-	d := &run{Runner: r, cfg: cc, in: in, res: &Result{Name: pf.Name}, j: &Journal{Provision: pf.Provision}}
-	d.Runner = &Runner{API: r.API, RPCURL: r.RPCURL, Signer: r.Signer, Progress: r.Progress, Explorer: r.Explorer, Now: r.Now}
+	d := &run{Runner: r.unjournaled(), cfg: cc, in: in, res: &Result{Name: pf.Name}, j: &Journal{Provision: pf.Provision}}
 	defer d.closeChain()
 	d.fillFromProvision()
 	pubKey := pf.Provision.AppEnvEncryptKey
@@ -139,13 +138,5 @@ func (r *Runner) Commit(ctx context.Context, cfg CommitConfig) (*Result, error) 
 	} else {
 		d.res.AppID = pf.Provision.AppID
 	}
-	if err := d.commit(ctx, pubKey); err != nil {
-		return d.res, err
-	}
-	if cfg.Wait {
-		if err := d.waitRunning(ctx); err != nil {
-			return d.res, err
-		}
-	}
-	return d.res, nil
+	return d.res, d.commitAndWait(ctx, pubKey)
 }
