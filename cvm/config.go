@@ -122,24 +122,11 @@ func (c Config) load() (*inputs, error) {
 	if c.ComposeFile == "" {
 		return nil, fmt.Errorf("%w: --compose is required (the docker-compose.yml of the app)", ErrInvalidConfig)
 	}
-	composeBytes, err := os.ReadFile(c.ComposeFile)
+	compose, preLaunch, err := readComposePayload(c.ComposeFile, c.PreLaunchScriptFile)
 	if err != nil {
-		return nil, fmt.Errorf("%w: cannot read the compose file: %v", ErrInvalidConfig, err)
+		return nil, err
 	}
-	in := &inputs{compose: string(composeBytes), kms: choice}
-	size := len(composeBytes)
-	if c.PreLaunchScriptFile != "" {
-		b, err := os.ReadFile(c.PreLaunchScriptFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: cannot read the pre-launch script: %v", ErrInvalidConfig, err)
-		}
-		s := string(b)
-		in.preLaunch = &s
-		size += len(b)
-	}
-	if size > phala.MaxComposePayload {
-		return nil, fmt.Errorf("%w: the compose file (plus pre-launch script) is %d bytes; Phala Cloud accepts at most %d (200 KiB): move large content into the image", ErrInvalidConfig, size, phala.MaxComposePayload)
-	}
+	in := &inputs{compose: compose, preLaunch: preLaunch, kms: choice}
 	if strings.TrimSpace(in.compose) == "" {
 		return nil, fmt.Errorf("%w: the compose file %s is empty", ErrInvalidConfig, c.ComposeFile)
 	}
@@ -169,6 +156,32 @@ func (c Config) load() (*inputs, error) {
 	}
 	in.fingerprint = c.fingerprint(in)
 	return in, nil
+}
+
+// readComposePayload reads the compose file and the optional pre-launch
+// script (either path may be empty) and applies the service's 200 KiB limit
+// on the two together.
+func readComposePayload(composePath, preLaunchPath string) (compose string, preLaunch *string, err error) {
+	size := 0
+	if composePath != "" {
+		b, err := os.ReadFile(composePath)
+		if err != nil {
+			return "", nil, fmt.Errorf("%w: cannot read the compose file: %v", ErrInvalidConfig, err)
+		}
+		compose, size = string(b), len(b)
+	}
+	if preLaunchPath != "" {
+		b, err := os.ReadFile(preLaunchPath)
+		if err != nil {
+			return "", nil, fmt.Errorf("%w: cannot read the pre-launch script: %v", ErrInvalidConfig, err)
+		}
+		s := string(b)
+		preLaunch, size = &s, size+len(b)
+	}
+	if size > phala.MaxComposePayload {
+		return "", nil, fmt.Errorf("%w: the compose file (plus pre-launch script) is %d bytes; Phala Cloud accepts at most %d (200 KiB): move large content into the image", ErrInvalidConfig, size, phala.MaxComposePayload)
+	}
+	return compose, preLaunch, nil
 }
 
 // fingerprint hashes what decides the compose hash and the AppAuth: if any of

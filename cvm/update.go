@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -75,33 +74,17 @@ func (r *Runner) Update(ctx context.Context, cfg UpdateConfig) (*UpdateResult, e
 	if err := cfg.Tx.Check(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	patch := phala.PatchCVMRequest{}
-	var compose string
+	compose, preLaunch, err := readComposePayload(cfg.ComposeFile, cfg.PreLaunchScriptFile)
+	if err != nil {
+		return nil, err
+	}
+	patch := phala.PatchCVMRequest{PreLaunchScript: preLaunch}
 	if cfg.ComposeFile != "" {
-		b, err := os.ReadFile(cfg.ComposeFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: cannot read the compose file: %v", ErrInvalidConfig, err)
-		}
-		compose = string(b)
 		patch.DockerComposeFile = &compose
-	}
-	size := len(compose)
-	if cfg.PreLaunchScriptFile != "" {
-		b, err := os.ReadFile(cfg.PreLaunchScriptFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: cannot read the pre-launch script: %v", ErrInvalidConfig, err)
-		}
-		s := string(b)
-		patch.PreLaunchScript = &s
-		size += len(b)
-	}
-	if size > phala.MaxComposePayload {
-		return nil, fmt.Errorf("%w: the compose file (plus pre-launch script) is %d bytes; Phala Cloud accepts at most %d (200 KiB)", ErrInvalidConfig, size, phala.MaxComposePayload)
 	}
 	envGiven := len(cfg.EnvFiles) > 0 || len(cfg.EnvFlags) > 0
 	var env []kms.EnvVar
 	if envGiven {
-		var err error
 		if env, err = kms.LoadEnv(cfg.EnvFiles, cfg.EnvFlags); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
