@@ -699,32 +699,45 @@ func (d *run) waitRunning(ctx context.Context) error {
 		defer cancel()
 	}
 	d.say("… waiting for CVM %s to run", d.j.Commit.CVMID)
-	last := ""
-	st, err := d.API.WatchState(ctx, d.j.Commit.CVMID, "running", func(s phala.CVMState) {
-		if s.Status != last {
-			last = s.Status
-			if s.BootProgress != "" {
-				d.say("  status %s (%s)", s.Status, s.BootProgress)
-			} else {
-				d.say("  status %s", s.Status)
-			}
-		}
-	})
+	st, err := d.WaitRunning(ctx, d.j.Commit.CVMID)
 	if err != nil {
-		var be *phala.BootError
-		if errors.As(err, &be) {
-			d.res.Status = be.State.Status
-			d.j.Commit.Status = be.State.Status
+		if errors.Is(err, ErrBootFailed) {
+			d.res.Status = st.Status
+			d.j.Commit.Status = st.Status
 			_ = d.save("boot-failed")
-			return fmt.Errorf("%w: %w", ErrBootFailed, err)
 		}
-		return fmt.Errorf("wait for CVM %s: %w", d.j.Commit.CVMID, err)
+		return err
 	}
 	d.res.Status = st.Status
 	d.j.Commit.Status = st.Status
 	d.j.Status = StepRunning
 	d.say("✓ CVM %s is %s", d.j.Commit.CVMID, st.Status)
 	return d.save(StepRunning)
+}
+
+// WaitRunning follows a CVM's state until it runs, printing each new status.
+// A CVM that fails to boot ends it with ErrBootFailed (and its last state).
+func (r *Runner) WaitRunning(ctx context.Context, cvmID string) (phala.CVMState, error) {
+	last := ""
+	st, err := r.API.WatchState(ctx, cvmID, "running", func(s phala.CVMState) {
+		if s.Status == last || r.Progress == nil {
+			return
+		}
+		last = s.Status
+		if s.BootProgress != "" {
+			r.Progress("  status %s (%s)", s.Status, s.BootProgress)
+		} else {
+			r.Progress("  status %s", s.Status)
+		}
+	})
+	if err != nil {
+		var be *phala.BootError
+		if errors.As(err, &be) {
+			return be.State, fmt.Errorf("%w: %w", ErrBootFailed, err)
+		}
+		return st, fmt.Errorf("wait for CVM %s: %w", cvmID, err)
+	}
+	return st, nil
 }
 
 // ErrBootFailed: the CVM was committed but did not boot.

@@ -2,7 +2,6 @@ package cvm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -277,17 +276,11 @@ func (r *Runner) waitUpdated(ctx context.Context, cfg UpdateConfig, res *UpdateR
 	if !cfg.Wait {
 		return nil
 	}
-	st, err := r.API.WatchState(ctx, cfg.CVM, "running", nil)
-	if err != nil {
-		var be *phala.BootError
-		if errors.As(err, &be) {
-			res.Status = be.State.Status
-			return fmt.Errorf("%w: %w", ErrBootFailed, err)
-		}
-		return err
+	st, err := r.WaitRunning(ctx, cfg.CVM)
+	if st.Status != "" {
+		res.Status = st.Status
 	}
-	res.Status = st.Status
-	return nil
+	return err
 }
 
 func appAddress(id string) (common.Address, error) {

@@ -54,21 +54,9 @@ func runStatus(c *cli.Context) error {
 	if c.Bool("wait") && st.Status != "running" {
 		ctx, cancel := context.WithTimeout(c.Context, timeout)
 		defer cancel()
-		p := newProgress(c)
-		last := ""
-		var werr error
-		*st, werr = api.WatchState(ctx, id, "running", func(s phala.CVMState) {
-			if s.Status != last {
-				last = s.Status
-				p.Printf("  status %s", s.Status)
-			}
-		})
-		if werr != nil {
-			var be *phala.BootError
-			if errors.As(werr, &be) {
-				return fmt.Errorf("%w: %w", cvm.ErrBootFailed, werr)
-			}
-			return werr
+		r := &cvm.Runner{API: api, Progress: newProgress(c).Printf}
+		if *st, err = r.WaitRunning(ctx, id); err != nil {
+			return err
 		}
 	}
 	r := newResult().set("cvm_id", id).set("name", info.Name).set("status", st.Status)
