@@ -324,16 +324,18 @@ func (a *Anvil) readOutput(r io.ReadCloser, p *anvilParser, ready chan<- anvilSt
 	sent := false
 	for sc.Scan() {
 		line := sc.Text()
-		redacted := line
-		if !sent {
-			var done bool
-			redacted, done = p.feed(line)
-			if done {
-				ready <- p.result()
-				sent = true
-			}
+		if sent {
+			a.log.add(line)
+			continue
 		}
+		redacted, done := p.feed(line)
+		// The line goes into the log before Start is released, so a
+		// caller that reads Log right after Start sees the whole banner.
 		a.log.add(redacted)
+		if done {
+			ready <- p.result()
+			sent = true
+		}
 	}
 	// A scanner error (a line over 1 MiB) must not leave anvil blocked
 	// writing to a pipe nobody reads.
