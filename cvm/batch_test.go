@@ -178,8 +178,23 @@ func TestDeployBatchReplacementsJournalToTheirApps(t *testing.T) {
 	if err := rc.Call(nil, "evm_setAutomine", false); err != nil {
 		t.Fatal(err)
 	}
+	store := cvm.JournalStore{Dir: filepath.Join(e.dir, "journals")}
+	// Mine only once every app's journal holds a replacement: waiting on
+	// the journals rather than on a clock keeps the test honest on a slow
+	// machine, where signing the batch may outlast any fixed sleep.
+	replaced := func() bool {
+		for _, a := range apps {
+			j, err := store.Load(store.Path(e.ln.APIPrefix, a.Name))
+			if err != nil || j == nil || j.DeployTx == nil || len(j.DeployTx.Variants()) < 2 {
+				return false
+			}
+		}
+		return true
+	}
 	go func() {
-		time.Sleep(1500 * time.Millisecond) // past ReplaceAfter: every tx was replaced once
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && !replaced(); {
+			time.Sleep(20 * time.Millisecond)
+		}
 		rc.Call(nil, "evm_setAutomine", true)
 		rc.Call(nil, "evm_mine")
 	}()
@@ -190,7 +205,6 @@ func TestDeployBatchReplacementsJournalToTheirApps(t *testing.T) {
 	if err != nil {
 		t.Fatalf("batch: %v", err)
 	}
-	store := cvm.JournalStore{Dir: filepath.Join(e.dir, "journals")}
 	nonces := map[uint64]bool{}
 	for _, a := range res.Apps {
 		j, err := store.Load(store.Path(e.ln.APIPrefix, a.Name))
