@@ -18,6 +18,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/cvmdeploy/cvmdeploy/testnet/rpcproxy"
@@ -32,6 +33,9 @@ func main() {
 
 // run is main without the process: it returns the exit code (0 ok, 1 failure, 2 usage).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	// The proxy logs faults from its handler goroutines while run writes
+	// its own lines: one lock keeps a caller's writer safe from both.
+	stderr = &lockedWriter{w: stderr}
 	fs := flag.NewFlagSet("rpcproxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	upstream := fs.String("upstream", "", "JSON-RPC `URL` to forward to; loopback only, e.g. http://127.0.0.1:8545")
@@ -80,4 +84,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
