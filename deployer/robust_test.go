@@ -57,6 +57,26 @@ func (e *chainEnv) receipt(t testing.TB, h common.Hash) *types.Receipt {
 	return r
 }
 
+// sendMined sends tx straight to anvil and waits for its receipt: anvil's
+// automine answers the send before the block exists, and a busy machine can
+// show that gap.
+func (e *chainEnv) sendMined(t testing.TB, tx *types.Transaction) {
+	t.Helper()
+	if err := e.client.Rebroadcast(ctxT(t), rawOf(t, tx)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := e.client.Eth().TransactionReceipt(ctxT(t), tx.Hash())
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, ethereum.NotFound) {
+			t.Fatalf("receipt of %s: %v", tx.Hash().Hex(), err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func startProxy(t testing.TB, upstream string, seed int64, rules ...rpcproxy.Rule) *rpcproxy.Proxy {
 	t.Helper()
 	p, err := rpcproxy.Start(ctxT(t), rpcproxy.Config{Upstream: upstream, Seed: seed, Rules: rules})
@@ -581,9 +601,7 @@ func TestResumeTx(t *testing.T) {
 		{"earlier variant mined", func(t *testing.T, e *chainEnv, n uint64) ([]*types.Transaction, common.Hash) {
 			v1 := signTransfer(t, e.owner, e.other.Address(), n, gwei(3))
 			v2 := signTransfer(t, e.owner, e.other.Address(), n, gwei(4))
-			if err := e.client.Rebroadcast(ctxT(t), rawOf(t, v1)); err != nil {
-				t.Fatal(err)
-			}
+			e.sendMined(t, v1)
 			return []*types.Transaction{v1, v2}, v1.Hash()
 		}, 0},
 		{"never sent", func(t *testing.T, e *chainEnv, n uint64) ([]*types.Transaction, common.Hash) {
@@ -593,9 +611,7 @@ func TestResumeTx(t *testing.T) {
 		{"nonce used elsewhere", func(t *testing.T, e *chainEnv, n uint64) ([]*types.Transaction, common.Hash) {
 			v1 := signTransfer(t, e.owner, e.other.Address(), n, gwei(3))
 			other := signTransfer(t, e.owner, e.owner.Address(), n, gwei(3))
-			if err := e.client.Rebroadcast(ctxT(t), rawOf(t, other)); err != nil {
-				t.Fatal(err)
-			}
+			e.sendMined(t, other)
 			return []*types.Transaction{v1}, common.Hash{}
 		}, 1},
 	} {
