@@ -42,6 +42,10 @@ type SignerConfig struct {
 	Keystore     string
 	PasswordFile string
 	Password     string
+	// PasswordPrompt asks for the keystore password when neither
+	// PasswordFile nor Password is set. The CLI sets it only when stdin is a
+	// terminal, so a job off a terminal fails at once instead of hanging.
+	PasswordPrompt func() (string, error)
 }
 
 // sources names the key sources that are set, in flag terms.
@@ -75,8 +79,8 @@ func (c SignerConfig) Check() error {
 	if c.Keystore == "" && (c.PasswordFile != "" || c.Password != "") {
 		return errors.New("--password-file is only used with --keystore")
 	}
-	if c.Keystore != "" && c.PasswordFile == "" && c.Password == "" {
-		return errors.New("--keystore needs --password-file (or ETH_PASSWORD naming the password file)")
+	if c.Keystore != "" && c.PasswordFile == "" && c.Password == "" && c.PasswordPrompt == nil {
+		return errors.New("--keystore needs --password-file (or ETH_PASSWORD naming the password file) when there is no terminal to type the password on")
 	}
 	return nil
 }
@@ -130,19 +134,27 @@ func keystoreSigner(cfg SignerConfig) (Signer, error) {
 		return nil, fmt.Errorf("--keystore: %w", err)
 	}
 	pass := cfg.Password
-	if cfg.PasswordFile != "" {
+	source := "the password"
+	switch {
+	case cfg.PasswordFile != "":
+		source = "--password-file"
 		b, err := os.ReadFile(cfg.PasswordFile)
 		if err != nil {
 			return nil, fmt.Errorf("--password-file: %w", err)
 		}
 		// Editors add a final newline; Foundry strips it too.
 		pass = strings.TrimRight(string(b), "\r\n")
+	case pass == "" && cfg.PasswordPrompt != nil:
+		if pass, err = cfg.PasswordPrompt(); err != nil {
+			return nil, fmt.Errorf("--keystore %s: reading the password: %w", cfg.Keystore, err)
+		}
+		source = "the password typed"
 	}
 	// DecryptKey avoids keystore.NewKeyStore, which starts a directory watcher.
 	key, err := keystore.DecryptKey(js, pass)
 	if err != nil {
 		if errors.Is(err, keystore.ErrDecrypt) {
-			return nil, fmt.Errorf("--keystore %s: wrong password (check --password-file)", cfg.Keystore)
+			return nil, fmt.Errorf("--keystore %s: wrong password (check %s)", cfg.Keystore, source)
 		}
 		// The error comes from JSON or KDF parameters, not from the key.
 		return nil, fmt.Errorf("--keystore %s: not a Web3 v3 keystore file: %w", cfg.Keystore, err)

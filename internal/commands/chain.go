@@ -157,7 +157,18 @@ func loadSigner(c *cli.Context) (deployer.Signer, error) {
 	if c.Bool("private-key-stdin") {
 		cfg.Stdin = c.App.Reader
 	}
+	// Like cast, ask for a keystore password on a terminal; off a terminal
+	// the missing --password-file is an error, never a hang.
+	if tty, ok := c.App.Reader.(*os.File); ok && cfg.Keystore != "" && cfg.PasswordFile == "" && stdinIsTerminal(c) {
+		ks := cfg.Keystore
+		cfg.PasswordPrompt = func() (string, error) {
+			return readPassword(c.Context, tty, c.App.ErrWriter, fmt.Sprintf("Password for keystore %s: ", ks))
+		}
+	}
 	s, err := deployer.LoadSigner(cfg)
+	if errors.Is(err, context.Canceled) {
+		return nil, err // Ctrl-C at the password prompt
+	}
 	if err != nil {
 		return nil, &UsageError{Err: err}
 	}

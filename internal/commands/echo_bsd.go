@@ -1,0 +1,11 @@
+//go:build darwin || freebsd || netbsd || openbsd || dragonfly
+
+package commands
+
+import "golang.org/x/sys/unix"
+
+// The termios ioctls are named differently on Linux and the BSDs.
+const (
+	ioctlGetTermios = unix.TIOCGETA
+	ioctlSetTermios = unix.TIOCSETA
+)
