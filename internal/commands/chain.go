@@ -64,7 +64,7 @@ func signerFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "private-key-stdin", Usage: "read the hex private key from standard input"},
 		&cli.StringFlag{Name: "keystore", EnvVars: []string{"ETH_KEYSTORE"}, Usage: "Web3 v3 keystore file"},
 		&cli.StringFlag{Name: "account", EnvVars: []string{"ETH_KEYSTORE_ACCOUNT"}, Usage: "a keystore made by `cast wallet import NAME`: ~/.foundry/keystores/NAME"},
-		&cli.StringFlag{Name: "password-file", EnvVars: []string{"ETH_PASSWORD"}, Usage: "file holding the keystore password"},
+		&cli.StringFlag{Name: "password-file", EnvVars: []string{"ETH_PASSWORD"}, Usage: "file holding the keystore password (on a terminal it is asked for when omitted)"},
 	}
 }
 
