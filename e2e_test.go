@@ -201,7 +201,14 @@ func TestNoSecretLeaves(t *testing.T) {
 	if bad.code == 0 {
 		t.Fatal("a wrong API key was accepted")
 	}
-	blobs := map[string]string{"stdout": p.stdout + bad.stdout, "stderr": p.stderr + bad.stderr}
+	// Values passed as a bare --env NAME, taken from the environment as a
+	// CI job passes its secrets: they must not leave either.
+	fromEnv := run(t, e.dir, append(e.env, "DB_PASSWORD="+e.secrets["DB_PASSWORD"], "STRIPE_API_KEY="+e.secrets["STRIPE_API_KEY"]),
+		"deploy", "--compose", "docker-compose.yml", "--env", "DB_PASSWORD", "--env", "STRIPE_API_KEY", "--name", "hygiene-app-3", "--kms", "ethereum", "--wait", "--json")
+	if fromEnv.code != 0 {
+		t.Fatalf("deploy with --env NAME: exit %d\n%s", fromEnv.code, fromEnv.stderr)
+	}
+	blobs := map[string]string{"stdout": p.stdout + bad.stdout + fromEnv.stdout, "stderr": p.stderr + bad.stderr + fromEnv.stderr}
 	written := 0
 	for _, root := range []string{e.home, e.dir} {
 		filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {

@@ -189,8 +189,11 @@ func checkEntries(entries []EnvEntry) error {
 	return errors.Join(errs...)
 }
 
-// ParseEnvFlags turns --env KEY=VALUE arguments into entries, splitting at
-// the first '='. An argument without '=' or a key given twice is an error.
+// ParseEnvFlags turns --env arguments into entries. KEY=VALUE splits at the
+// first '='; a bare KEY takes its value from the process environment, as
+// docker run -e does, so a CI secret never has to appear in argv. A key given
+// twice, a bare KEY that is unset, or an argument that is neither form is an
+// error.
 func ParseEnvFlags(kvs []string) ([]EnvEntry, error) {
 	entries := make([]EnvEntry, 0, len(kvs))
 	seen := make(map[string]int, len(kvs))
@@ -198,9 +201,15 @@ func ParseEnvFlags(kvs []string) ([]EnvEntry, error) {
 		src := EnvSource{Flag: i + 1}
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
-			// Without '=' the argument may well be a pasted secret: do not
-			// repeat it.
-			return nil, &EnvError{Source: src, Reason: "expected KEY=VALUE", Err: ErrMalformedLine}
+			if !validKeyName(kv) {
+				// Neither form: it may well be a pasted secret, so it is
+				// not repeated.
+				return nil, &EnvError{Source: src, Reason: "expected KEY=VALUE, or a bare KEY to take the value from the environment", Err: ErrMalformedLine}
+			}
+			if v, ok = os.LookupEnv(kv); !ok {
+				return nil, &EnvError{Source: src, Key: kv, Reason: "not set in the environment (a bare --env KEY takes its value from there)", Err: ErrUnsetVar}
+			}
+			k = kv
 		}
 		if first, dup := seen[k]; dup {
 			return nil, &EnvError{Source: src, Key: k, Reason: fmt.Sprintf("set again (first set by --env #%d)", first), Err: ErrDuplicateKey}

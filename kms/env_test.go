@@ -254,6 +254,26 @@ func TestLoadEnvMergeOrder(t *testing.T) {
 	}
 }
 
+// TestEnvFlagFromEnvironment: a bare --env KEY takes the value of KEY from
+// the process environment (a CI secret stays out of argv), in flag order,
+// and an empty but set variable is an empty value, not an error.
+func TestEnvFlagFromEnvironment(t *testing.T) {
+	t.Setenv("CVMDEPLOY_TEST_TOKEN", "from-the-environment")
+	t.Setenv("CVMDEPLOY_TEST_EMPTY", "")
+	file := writeFile(t, "base.env", "CVMDEPLOY_TEST_TOKEN=from-the-file\nA=1\n")
+	entries, err := LoadEnvEntries([]string{file}, []string{"B=2", "CVMDEPLOY_TEST_TOKEN", "CVMDEPLOY_TEST_EMPTY"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []EnvVar{{"CVMDEPLOY_TEST_TOKEN", "from-the-environment"}, {"A", "1"}, {"B", "2"}, {"CVMDEPLOY_TEST_EMPTY", ""}}
+	if got := Vars(entries); !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	if src := entries[0].Source.String(); src != "--env #2" {
+		t.Errorf("source %s, want --env #2 (the flag overrides the file)", src)
+	}
+}
+
 func TestLoadEnvBadInput(t *testing.T) {
 	good := writeFile(t, "good.env", "A=1\n")
 	badKey := writeFile(t, "badkey.env", "A=1\n\nmy.key="+secret+"\n")
@@ -272,8 +292,12 @@ func TestLoadEnvBadInput(t *testing.T) {
 		{"flag without equals", []string{good}, []string{"B=2", secret}, ErrMalformedLine, "--env #2"},
 		{"invalid key in flag", nil, []string{"B=2", "1X=" + secret}, ErrInvalidKey, "--env #2"},
 		{"duplicate flag", nil, []string{"B=2", "C=3", "B=" + secret}, ErrDuplicateKey, "--env #3"},
+		{"bare key not in the environment", nil, []string{"B=2", "CVMDEPLOY_TEST_UNSET_VAR"}, ErrUnsetVar, "--env #2: CVMDEPLOY_TEST_UNSET_VAR: not set"},
+		{"bare key set twice", nil, []string{"CVMDEPLOY_TEST_FROM_ENV", "CVMDEPLOY_TEST_FROM_ENV=" + secret}, ErrDuplicateKey, "--env #2"},
 		{"missing file", []string{filepath.Join(t.TempDir(), "nope.env")}, nil, ErrInvalidInput, "nope.env"},
 	}
+	t.Setenv("CVMDEPLOY_TEST_FROM_ENV", secret)
+	os.Unsetenv("CVMDEPLOY_TEST_UNSET_VAR")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			envs, err := LoadEnv(tt.files, tt.flags)

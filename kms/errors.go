@@ -48,4 +48,5 @@ var (
 	ErrTooManyVars   = fmt.Errorf("%w: too many env variables", ErrInvalidInput)
 	ErrEnvTooLarge   = fmt.Errorf("%w: env too large", ErrInvalidInput)
 	ErrInvalidUTF8   = fmt.Errorf("%w: env not valid UTF-8", ErrInvalidInput)
+	ErrUnsetVar      = fmt.Errorf("%w: env variable not set", ErrInvalidInput)
 )

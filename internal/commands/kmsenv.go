@@ -73,7 +73,7 @@ func newRepeatableFlag(name, usage string) cli.Flag {
 func envInputFlags() []cli.Flag {
 	return []cli.Flag{
 		newRepeatableFlag("env-file", "read variables from this .env file; repeatable, later files win"),
-		newRepeatableFlag("env", "set KEY=VALUE (wins over files); repeatable. Values on the command line are visible in ps: prefer --env-file"),
+		newRepeatableFlag("env", "set KEY=VALUE, or KEY alone to take its value from the environment (wins over files); repeatable. Values on the command line are visible in ps: prefer KEY alone or --env-file"),
 	}
 }
 
@@ -112,9 +112,10 @@ func envCommand() *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name:  "encrypt",
 			Usage: "encrypt variables to an app's env-encryption public key, as the official SDK does",
-			Description: "Reads --env-file files in order, then --env KEY=VALUE flags (later wins; a key keeps the\n" +
-				"position where it first appeared), checks the dstack limits, and prints the encrypted env (hex)\n" +
-				"on stdout. Verify the public key first (kms verify-pubkey): this command trusts it.",
+			Description: "Reads --env-file files in order, then --env KEY=VALUE flags, or --env KEY, which takes the\n" +
+				"value from the environment (later wins; a key keeps the position where it first appeared),\n" +
+				"checks the dstack limits, and prints the encrypted env (hex) on stdout. Verify the public key\n" +
+				"first (kms verify-pubkey): this command trusts it.",
 			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "pubkey", Usage: "the app's X25519 env-encryption public key, 32 bytes hex (0x optional)"},
 			}, append(envInputFlags(), jsonFlag(), quietFlag())...),

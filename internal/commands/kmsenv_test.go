@@ -95,8 +95,12 @@ func TestEnvEncryptCommand(t *testing.T) {
 		{Key: "REF", Value: "xhello, world"},
 		{Key: "TOKEN", Value: planted},
 		{Key: "LIST", Value: " a, b ,c "},
+		{Key: "CI_SECRET", Value: planted + "-from-env"},
 	}
-	args := []string{"env", "encrypt", "--pubkey", "0x" + pub, "--env-file", base, "--env-file", prod, "--env", "LIST= a, b ,c "}
+	// A bare --env KEY takes the value from the environment, as a CI job
+	// passes its secrets.
+	t.Setenv("CI_SECRET", planted+"-from-env")
+	args := []string{"env", "encrypt", "--pubkey", "0x" + pub, "--env-file", base, "--env-file", prod, "--env", "LIST= a, b ,c ", "--env", "CI_SECRET"}
 
 	r := runKMSCLI(t, "", args...)
 	if r.code != 0 {
@@ -126,7 +130,7 @@ func TestEnvEncryptCommand(t *testing.T) {
 	}
 	m := r.mustJSON(t)
 	keys, _ := m["env_keys"].([]any)
-	if fmt.Sprint(keys) != "[DB_URL GREETING REF TOKEN LIST]" {
+	if fmt.Sprint(keys) != "[DB_URL GREETING REF TOKEN LIST CI_SECRET]" {
 		t.Errorf("env_keys = %v", m["env_keys"])
 	}
 	enc, _ := m["encrypted_env"].(string)
@@ -175,6 +179,7 @@ func TestEnvEncryptBadInput(t *testing.T) {
 		{"oversize value", []string{"--pubkey", pub, "--env-file", huge}, huge + ":1: BIG: value is"},
 		{"missing file", []string{"--pubkey", pub, "--env-file", filepath.Join(dir, "nope.env")}, "nope.env"},
 		{"flag without equals", []string{"--pubkey", pub, "--env", planted}, "--env #1: expected KEY=VALUE"},
+		{"bare key not set", []string{"--pubkey", pub, "--env", "CVMDEPLOY_TEST_NOT_SET"}, "--env #1: CVMDEPLOY_TEST_NOT_SET: not set in the environment"},
 		{"invalid key in a flag", []string{"--pubkey", pub, "--env", "OK=1", "--env", "1BAD=" + planted}, "--env #2"},
 		{"same flag twice", []string{"--pubkey", pub, "--env", "A=1", "--env", "A=" + planted}, "--env #2"},
 		{"stray argument", []string{"--pubkey", pub, "A=1"}, "unexpected argument"},
