@@ -102,28 +102,11 @@ const batchWorkers = 8
 // verifies keys and commits each. Every app has its own journal, so a
 // partial failure resumes app by app.
 func (r *Runner) DeployBatch(ctx context.Context, base Config, apps []BatchApp) (*BatchResult, error) {
-	var mu sync.Mutex
-	shared := *r
-	if r.Progress != nil {
-		// Apps progress concurrently; their lines must not interleave.
-		shared.Progress = func(format string, args ...any) {
-			mu.Lock()
-			defer mu.Unlock()
-			r.Progress(format, args...)
-		}
-	}
+	shared := r.serialisedProgress()
 	runs := make([]*run, len(apps))
 	var bad []error
 	for i, a := range apps {
-		cfg := base
-		cfg.Name, cfg.ComposeFile, cfg.EnvFiles, cfg.EnvFlags = a.Name, a.Compose, a.EnvFiles, nil
-		cfg.PreLaunchScriptFile = a.PreLaunchScript
-		if a.InstanceType != "" {
-			cfg.InstanceType = a.InstanceType
-		}
-		if a.KMS != "" {
-			cfg.KMS = a.KMS
-		}
+		cfg := a.config(base)
 		in, err := cfg.load()
 		if err != nil {
 			bad = append(bad, fmt.Errorf("app %q: %w", a.Name, err))
@@ -207,6 +190,35 @@ func (r *Runner) DeployBatch(ctx context.Context, base Config, apps []BatchApp) 
 		return out, fmt.Errorf("%w: %d of %d failed (re-run the same batch to resume them)", ErrBatchPartial, out.Failed, len(runs))
 	}
 	return out, nil
+}
+
+// config is base with the app's own name, files, instance type and KMS.
+func (a BatchApp) config(base Config) Config {
+	cfg := base
+	cfg.Name, cfg.ComposeFile, cfg.EnvFiles, cfg.EnvFlags = a.Name, a.Compose, a.EnvFiles, nil
+	cfg.PreLaunchScriptFile = a.PreLaunchScript
+	if a.InstanceType != "" {
+		cfg.InstanceType = a.InstanceType
+	}
+	if a.KMS != "" {
+		cfg.KMS = a.KMS
+	}
+	return cfg
+}
+
+// serialisedProgress is a copy of r whose progress lines, written by apps
+// running concurrently, do not interleave.
+func (r *Runner) serialisedProgress() Runner {
+	shared := *r
+	if r.Progress != nil {
+		var mu sync.Mutex
+		shared.Progress = func(format string, args ...any) {
+			mu.Lock()
+			defer mu.Unlock()
+			r.Progress(format, args...)
+		}
+	}
+	return shared
 }
 
 // deployBatchAppAuths finishes AppAuths journaled by an earlier run, then

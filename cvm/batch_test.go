@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,8 +14,10 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 
 	"github.com/cvmdeploy/cvmdeploy/cvm"
+	"github.com/cvmdeploy/cvmdeploy/deployer"
 	"github.com/cvmdeploy/cvmdeploy/testnet"
 )
 
@@ -227,5 +230,73 @@ func TestDeployBatchReplacementsJournalToTheirApps(t *testing.T) {
 	}
 	if n := e.appDeployments(t); n != 3 {
 		t.Fatalf("%d AppAuths, want 3", n)
+	}
+}
+
+// TestDryRunBatch: a batch dry run provisions and simulates every app but
+// sends, commits and journals nothing; its total is the sum of the apps'
+// costs, and a balance that covers one app but not the batch is refused.
+func TestDryRunBatch(t *testing.T) {
+	e := newEnv(t)
+	apps, err := cvm.LoadBatchFile(writeBatch(t, e.dir, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.runner(t)
+	ctx := context.Background()
+	signer := e.ln.DevAccount.Address
+	nonce, err := e.eth.NonceAt(ctx, signer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := r.DryRunBatch(ctx, batchBase(), apps)
+	if err != nil {
+		t.Fatalf("batch dry run: %v", err)
+	}
+	if after, _ := e.eth.NonceAt(ctx, signer, nil); after != nonce {
+		t.Fatalf("nonce moved %d -> %d: a transaction was sent", nonce, after)
+	}
+	if n := e.appDeployments(t); n != 0 {
+		t.Fatalf("%d AppAuths deployed by a dry run", n)
+	}
+	if c := e.ln.Cloud.Counts(); c.CVMs != 0 {
+		t.Fatalf("dry run committed %d CVMs", c.CVMs)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(e.dir, "journals")); len(entries) != 0 {
+		t.Fatalf("dry run wrote %d journal(s)", len(entries))
+	}
+	if !out.DryRun || len(out.Apps) != 3 {
+		t.Fatalf("result %+v", out)
+	}
+	sum := new(big.Int)
+	hashes := map[string]bool{}
+	for i, a := range out.Apps {
+		if a.Name != apps[i].Name || a.Simulation == nil || a.Simulation.MaxCost == nil {
+			t.Fatalf("app %d: %+v", i, a)
+		}
+		// All simulations see the same chain: a predicted id would be the
+		// same for every app, so none is shown.
+		if a.PredictedAppID != "" || a.CommitRequest["app_id"] == a.Simulation.PredictedAppID.Hex() {
+			t.Errorf("%s: shows a predicted app id: %q / %v", a.Name, a.PredictedAppID, a.CommitRequest["app_id"])
+		}
+		hashes[a.ComposeHash] = true
+		sum.Add(sum, a.Simulation.MaxCost)
+	}
+	if len(hashes) != 3 {
+		t.Errorf("compose hashes %v, want three different ones", hashes)
+	}
+	if out.EstimatedCostWei != sum.String() {
+		t.Errorf("total %s wei, want the sum of the apps: %s", out.EstimatedCostWei, sum)
+	}
+
+	// Enough for one app, not for three.
+	one := new(big.Int).Add(out.Apps[0].Simulation.MaxCost, big.NewInt(1))
+	if err := e.eth.Client().Call(nil, "anvil_setBalance", signer, (*hexutil.Big)(one)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.DryRunBatch(ctx, batchBase(), apps)
+	var funds *deployer.InsufficientFundsError
+	if !errors.As(err, &funds) || funds.Need.Cmp(sum) > 0 || funds.Need.Cmp(one) <= 0 {
+		t.Fatalf("err = %v, want *InsufficientFundsError for the batch's total", err)
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"crypto/ecdh"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"math/big"
 
 	"github.com/ethereum/go-ethereum/common"
 
@@ -119,4 +121,109 @@ func (r *Runner) dryRunResult(ctx context.Context, cfg Config, in *inputs) (*Dry
 	out.CommitRequest = req
 	d.say("✓ dry run complete: nothing was sent on-chain and nothing was committed")
 	return out, nil
+}
+
+// BatchDryRunResult is --dry-run for a batch: every app's dry run, in file
+// order, and the most the batch's AppAuth deployments can cost together.
+type BatchDryRunResult struct {
+	DryRun           bool            `json:"dry_run"`
+	Apps             []*DryRunResult `json:"apps"`
+	EstimatedCostWei string          `json:"estimated_cost_wei,omitempty"`
+	EstimatedCostETH string          `json:"estimated_cost_eth,omitempty"`
+}
+
+// appIDAssigned stands in for the app id in a batch dry run's commit request.
+const appIDAssigned = "(assigned when the AppAuth is deployed)"
+
+// DryRunBatch dry-runs every app of a batch: each is checked before anything
+// else happens, then provisioned and simulated (at most batchWorkers at
+// once). Nothing is sent, committed or journaled. On top of the per-app
+// checks it refuses a batch whose total cost the signer cannot pay, which
+// each app alone might pass. Every simulation sees the same chain, so all
+// would predict the same next app id; the ids are left out instead.
+func (r *Runner) DryRunBatch(ctx context.Context, base Config, apps []BatchApp) (*BatchDryRunResult, error) {
+	shared := r.serialisedProgress()
+	cfgs := make([]Config, len(apps))
+	ins := make([]*inputs, len(apps))
+	var bad []error
+	for i, a := range apps {
+		cfgs[i] = a.config(base)
+		in, err := cfgs[i].load()
+		if err != nil {
+			bad = append(bad, fmt.Errorf("app %q: %w", a.Name, err))
+			continue
+		}
+		if in.kms.onChain() && (r.Signer == nil || r.RPCURL == "") {
+			bad = append(bad, fmt.Errorf("app %q: %w", a.Name, errNoSigner))
+			continue
+		}
+		ins[i] = in
+	}
+	if len(bad) > 0 {
+		return nil, errors.Join(bad...)
+	}
+
+	out := &BatchDryRunResult{DryRun: true, Apps: make([]*DryRunResult, len(apps))}
+	errs := make([]error, len(apps))
+	idx := make([]int, len(apps))
+	for i := range idx {
+		idx[i] = i
+	}
+	parallel(idx, func(i int) {
+		app := shared
+		app.Progress = prefixed(shared.Progress, apps[i].Name)
+		if out.Apps[i], errs[i] = app.dryRunResult(ctx, cfgs[i], ins[i]); errs[i] != nil {
+			errs[i] = fmt.Errorf("app %q: %w", apps[i].Name, errs[i])
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	total := new(big.Int)
+	var chainID uint64
+	for i, dr := range out.Apps {
+		sim := dr.Simulation
+		if sim == nil {
+			continue
+		}
+		if chainID != 0 && sim.ChainID != chainID {
+			return nil, fmt.Errorf("app %q: %w: its KMS is on chain %d, the batch's first on-chain app on %d: deploy them in separate batches", apps[i].Name, ErrChainMismatch, sim.ChainID, chainID)
+		}
+		chainID = sim.ChainID
+		dr.PredictedAppID = ""
+		dr.CommitRequest["app_id"] = appIDAssigned
+		dr.CommitRequest["contract_address"] = appIDAssigned
+		if sim.MaxCost != nil {
+			total.Add(total, sim.MaxCost)
+		}
+	}
+	if chainID == 0 {
+		return out, nil
+	}
+	out.EstimatedCostWei, out.EstimatedCostETH = total.String(), deployer.FormatEther(total)
+	if err := r.checkBatchFunds(ctx, chainID, total); err != nil {
+		return nil, err
+	}
+	if r.Progress != nil {
+		r.Progress("✓ batch dry run: %d app(s), AppAuths at most %s ETH in all; nothing was sent", len(apps), out.EstimatedCostETH)
+	}
+	return out, nil
+}
+
+// checkBatchFunds refuses a total cost the signer's balance does not cover.
+func (r *Runner) checkBatchFunds(ctx context.Context, chainID uint64, total *big.Int) error {
+	chain, err := deployer.Dial(ctx, r.RPCURL)
+	if err != nil {
+		return err
+	}
+	defer chain.Close()
+	have, err := chain.Eth().BalanceAt(ctx, r.Signer.Address(), nil)
+	if err != nil {
+		return fmt.Errorf("read the signer's balance: %w", err)
+	}
+	if have.Cmp(total) < 0 {
+		return &deployer.InsufficientFundsError{Account: r.Signer.Address(), ChainID: chainID, Need: total, Have: have}
+	}
+	return nil
 }

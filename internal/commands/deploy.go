@@ -455,6 +455,23 @@ func printDryRun(c *cli.Context, out *cvm.DryRunResult) error {
 	return printResult(c, r)
 }
 
+func printBatchDryRun(c *cli.Context, out *cvm.BatchDryRunResult) error {
+	if c.Bool("json") {
+		return writeJSON(c.App.Writer, out)
+	}
+	for _, a := range out.Apps {
+		cost := "no gas (cloud KMS)"
+		if a.EstimatedCostETH != "" {
+			cost = "at most " + a.EstimatedCostETH + " ETH"
+		}
+		fmt.Fprintf(c.App.Writer, "%-24s compose %s  %s\n", a.Name, a.ComposeHash, cost)
+	}
+	if out.EstimatedCostETH != "" {
+		fmt.Fprintf(c.App.Writer, "total: AppAuths at most %s ETH; nothing was sent\n", out.EstimatedCostETH)
+	}
+	return nil
+}
+
 // testStopEnv names a hook for tests only (documented as such in README.md):
 // "STEP" makes deploy fail right after STEP is journaled, "STEP:exit" ends
 // the process there with exit code 99, as a crash or a killed CI job would.
@@ -479,12 +496,16 @@ func testStopAfter() func(step string) error {
 }
 
 func runBatch(c *cli.Context, r *cvm.Runner, cfg cvm.Config, path string) error {
-	if cfg.DryRun {
-		return &UsageError{Err: errors.New("--dry-run does not combine with --batch yet: dry-run one app at a time")}
-	}
 	apps, err := cvm.LoadBatchFile(path)
 	if err != nil {
 		return err
+	}
+	if cfg.DryRun {
+		out, err := r.DryRunBatch(c.Context, cfg, apps)
+		if err != nil {
+			return err
+		}
+		return printBatchDryRun(c, out)
 	}
 	res, err := r.DeployBatch(c.Context, cfg, apps)
 	if res == nil {

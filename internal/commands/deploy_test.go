@@ -361,7 +361,23 @@ func TestCLIDeployBatch(t *testing.T) {
 	}
 	batch := filepath.Join(f.dir, "batch.json")
 	mustWrite(t, batch, `{"apps": [`+strings.Join(apps, ",")+`]}`)
-	r := runCLI(t, "", "deploy", "--batch", batch, "--kms", "ethereum", "--wait", "--json")
+
+	// A dry run of the batch first: one document, every app, a total, and
+	// nothing deployed.
+	r := runCLI(t, "", "deploy", "--batch", batch, "--kms", "ethereum", "--dry-run", "--json")
+	if r.code != 0 {
+		t.Fatalf("dry run: exit %d\n%s", r.code, r.stderr)
+	}
+	dry := jsonDoc(t, r)
+	if dry["dry_run"] != true || len(dry["apps"].([]any)) != 3 || dry["estimated_cost_wei"] == nil || f.deployments(t) != 0 {
+		t.Fatalf("batch dry run %v (%d AppAuths)", dry, f.deployments(t))
+	}
+	r = runCLI(t, "", "deploy", "--batch", batch, "--kms", "ethereum", "--dry-run")
+	if r.code != 0 || strings.Count(r.stdout, "cli-batch-") != 3 || !strings.Contains(r.stdout, "nothing was sent") {
+		t.Fatalf("batch dry run, text: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+
+	r = runCLI(t, "", "deploy", "--batch", batch, "--kms", "ethereum", "--wait", "--json")
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
