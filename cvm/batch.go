@@ -102,26 +102,9 @@ const batchWorkers = 8
 // verifies keys and commits each. Every app has its own journal, so a
 // partial failure resumes app by app.
 func (r *Runner) DeployBatch(ctx context.Context, base Config, apps []BatchApp) (*BatchResult, error) {
-	shared := r.serialisedProgress()
-	runs := make([]*run, len(apps))
-	var bad []error
-	for i, a := range apps {
-		cfg := a.config(base)
-		in, err := cfg.load()
-		if err != nil {
-			bad = append(bad, fmt.Errorf("app %q: %w", a.Name, err))
-			continue
-		}
-		if in.kms.onChain() && (r.Signer == nil || r.RPCURL == "") {
-			bad = append(bad, fmt.Errorf("app %q: %w", a.Name, errNoSigner))
-			continue
-		}
-		app := shared
-		app.Progress = prefixed(shared.Progress, a.Name)
-		runs[i] = &run{Runner: &app, cfg: cfg, in: in, res: &Result{Name: cfg.Name, Warnings: in.warnings}}
-	}
-	if len(bad) > 0 {
-		return nil, errors.Join(bad...)
+	runs, err := r.batchRuns(base, apps)
+	if err != nil {
+		return nil, err
 	}
 	for _, d := range runs {
 		if err := d.openJournal(); err != nil {
@@ -190,6 +173,34 @@ func (r *Runner) DeployBatch(ctx context.Context, base Config, apps []BatchApp) 
 		return out, fmt.Errorf("%w: %d of %d failed (re-run the same batch to resume them)", ErrBatchPartial, out.Failed, len(runs))
 	}
 	return out, nil
+}
+
+// batchRuns checks every app of a batch before anything is sent and
+// returns one run per app, each with its own progress prefix. All problems
+// are reported at once.
+func (r *Runner) batchRuns(base Config, apps []BatchApp) ([]*run, error) {
+	shared := r.serialisedProgress()
+	runs := make([]*run, len(apps))
+	var bad []error
+	for i, a := range apps {
+		cfg := a.config(base)
+		in, err := cfg.load()
+		if err != nil {
+			bad = append(bad, fmt.Errorf("app %q: %w", a.Name, err))
+			continue
+		}
+		if in.kms.onChain() && (r.Signer == nil || r.RPCURL == "") {
+			bad = append(bad, fmt.Errorf("app %q: %w", a.Name, errNoSigner))
+			continue
+		}
+		app := shared
+		app.Progress = prefixed(shared.Progress, a.Name)
+		runs[i] = &run{Runner: &app, cfg: cfg, in: in, res: &Result{Name: cfg.Name, Warnings: in.warnings}}
+	}
+	if len(bad) > 0 {
+		return nil, errors.Join(bad...)
+	}
+	return runs, nil
 }
 
 // config is base with the app's own name, files, instance type and KMS.

@@ -142,27 +142,10 @@ const appIDAssigned = "(assigned when the AppAuth is deployed)"
 // each app alone might pass. Every simulation sees the same chain, so all
 // would predict the same next app id; the ids are left out instead.
 func (r *Runner) DryRunBatch(ctx context.Context, base Config, apps []BatchApp) (*BatchDryRunResult, error) {
-	shared := r.serialisedProgress()
-	cfgs := make([]Config, len(apps))
-	ins := make([]*inputs, len(apps))
-	var bad []error
-	for i, a := range apps {
-		cfgs[i] = a.config(base)
-		in, err := cfgs[i].load()
-		if err != nil {
-			bad = append(bad, fmt.Errorf("app %q: %w", a.Name, err))
-			continue
-		}
-		if in.kms.onChain() && (r.Signer == nil || r.RPCURL == "") {
-			bad = append(bad, fmt.Errorf("app %q: %w", a.Name, errNoSigner))
-			continue
-		}
-		ins[i] = in
+	runs, err := r.batchRuns(base, apps)
+	if err != nil {
+		return nil, err
 	}
-	if len(bad) > 0 {
-		return nil, errors.Join(bad...)
-	}
-
 	out := &BatchDryRunResult{DryRun: true, Apps: make([]*DryRunResult, len(apps))}
 	errs := make([]error, len(apps))
 	idx := make([]int, len(apps))
@@ -170,9 +153,8 @@ func (r *Runner) DryRunBatch(ctx context.Context, base Config, apps []BatchApp) 
 		idx[i] = i
 	}
 	parallel(idx, func(i int) {
-		app := shared
-		app.Progress = prefixed(shared.Progress, apps[i].Name)
-		if out.Apps[i], errs[i] = app.dryRunResult(ctx, cfgs[i], ins[i]); errs[i] != nil {
+		d := runs[i]
+		if out.Apps[i], errs[i] = d.Runner.dryRunResult(ctx, d.cfg, d.in); errs[i] != nil {
 			errs[i] = fmt.Errorf("app %q: %w", apps[i].Name, errs[i])
 		}
 	})
