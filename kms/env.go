@@ -207,7 +207,9 @@ func ParseEnvFlags(kvs []string) ([]EnvEntry, error) {
 				return nil, &EnvError{Source: src, Reason: "expected KEY=VALUE, or a bare KEY to take the value from the environment", Err: ErrMalformedLine}
 			}
 			if v, ok = os.LookupEnv(kv); !ok {
-				return nil, &EnvError{Source: src, Key: kv, Reason: "not set in the environment (a bare --env KEY takes its value from there)", Err: ErrUnsetVar}
+				// A token like ghp_… is a valid name too: the argument is
+				// not repeated in case it was a pasted value.
+				return nil, &EnvError{Source: src, Reason: "the variable it names is not set in the environment (a bare --env NAME takes its value from there)", Err: ErrUnsetVar}
 			}
 			k = kv
 		}

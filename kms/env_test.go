@@ -116,7 +116,7 @@ func TestParseDotenvBadInput(t *testing.T) {
 			if !strings.Contains(err.Error(), fmt.Sprintf("x.env:%d", tt.line)) {
 				t.Errorf("message %q does not name x.env:%d", err, tt.line)
 			}
-			if strings.Contains(err.Error(), secret) {
+			if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), secret[:6]) {
 				t.Errorf("message leaks the value: %q", err)
 			}
 		})
@@ -182,7 +182,7 @@ func TestCheckEnvLimits(t *testing.T) {
 			if !strings.Contains(err.Error(), fmt.Sprintf("variable #%d", tt.index)) {
 				t.Errorf("message %q does not name variable #%d", err, tt.index)
 			}
-			if strings.Contains(err.Error(), secret) {
+			if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), secret[:6]) {
 				t.Errorf("message leaks the value: %q", err)
 			}
 		})
@@ -292,12 +292,12 @@ func TestLoadEnvBadInput(t *testing.T) {
 		{"flag without equals", []string{good}, []string{"B=2", secret}, ErrMalformedLine, "--env #2"},
 		{"invalid key in flag", nil, []string{"B=2", "1X=" + secret}, ErrInvalidKey, "--env #2"},
 		{"duplicate flag", nil, []string{"B=2", "C=3", "B=" + secret}, ErrDuplicateKey, "--env #3"},
-		{"bare key not in the environment", nil, []string{"B=2", "CVMDEPLOY_TEST_UNSET_VAR"}, ErrUnsetVar, "--env #2: CVMDEPLOY_TEST_UNSET_VAR: not set"},
+		{"bare key not in the environment", nil, []string{"B=2", "ghp_" + secret[:6]}, ErrUnsetVar, "--env #2: the variable it names is not set"},
 		{"bare key set twice", nil, []string{"CVMDEPLOY_TEST_FROM_ENV", "CVMDEPLOY_TEST_FROM_ENV=" + secret}, ErrDuplicateKey, "--env #2"},
 		{"missing file", []string{filepath.Join(t.TempDir(), "nope.env")}, nil, ErrInvalidInput, "nope.env"},
 	}
 	t.Setenv("CVMDEPLOY_TEST_FROM_ENV", secret)
-	os.Unsetenv("CVMDEPLOY_TEST_UNSET_VAR")
+	os.Unsetenv("ghp_" + secret[:6])
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			envs, err := LoadEnv(tt.files, tt.flags)
@@ -311,7 +311,7 @@ func TestLoadEnvBadInput(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.where) {
 				t.Errorf("message %q does not name %s", err, tt.where)
 			}
-			if strings.Contains(err.Error(), secret) {
+			if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), secret[:6]) {
 				t.Errorf("message leaks the value: %q", err)
 			}
 		})

@@ -179,7 +179,7 @@ func TestEnvEncryptBadInput(t *testing.T) {
 		{"oversize value", []string{"--pubkey", pub, "--env-file", huge}, huge + ":1: BIG: value is"},
 		{"missing file", []string{"--pubkey", pub, "--env-file", filepath.Join(dir, "nope.env")}, "nope.env"},
 		{"flag without equals", []string{"--pubkey", pub, "--env", planted}, "--env #1: expected KEY=VALUE"},
-		{"bare key not set", []string{"--pubkey", pub, "--env", "CVMDEPLOY_TEST_NOT_SET"}, "--env #1: CVMDEPLOY_TEST_NOT_SET: not set in the environment"},
+		{"bare key not set", []string{"--pubkey", pub, "--env", "ghp_" + strings.ReplaceAll(planted, "-", "_")}, "--env #1: the variable it names is not set in the environment"},
 		{"invalid key in a flag", []string{"--pubkey", pub, "--env", "OK=1", "--env", "1BAD=" + planted}, "--env #2"},
 		{"same flag twice", []string{"--pubkey", pub, "--env", "A=1", "--env", "A=" + planted}, "--env #2"},
 		{"stray argument", []string{"--pubkey", pub, "A=1"}, "unexpected argument"},
@@ -198,6 +198,12 @@ func TestEnvEncryptBadInput(t *testing.T) {
 			}
 			if strings.Contains(r.stderr, planted) {
 				t.Errorf("stderr leaks the value: %s", r.stderr)
+			}
+			// An --env argument without '=' may be a pasted value.
+			for i, a := range tt.args[1:] {
+				if tt.args[i] == "--env" && !strings.Contains(a, "=") && strings.Contains(r.stderr, a) {
+					t.Errorf("stderr repeats the bare --env argument %q: %s", a, r.stderr)
+				}
 			}
 		})
 	}
