@@ -235,7 +235,8 @@ func TestDeployBatchReplacementsJournalToTheirApps(t *testing.T) {
 
 // TestDryRunBatch: a batch dry run provisions and simulates every app but
 // sends, commits and journals nothing; its total is the sum of the apps'
-// costs, and a balance that covers one app but not the batch is refused.
+// costs; a balance that covers one app but not the batch is refused; and
+// the app ids it predicts, in batch order, are the ones the real batch gets.
 func TestDryRunBatch(t *testing.T) {
 	e := newEnv(t)
 	apps, err := cvm.LoadBatchFile(writeBatch(t, e.dir, 3))
@@ -269,34 +270,49 @@ func TestDryRunBatch(t *testing.T) {
 		t.Fatalf("result %+v", out)
 	}
 	sum := new(big.Int)
-	hashes := map[string]bool{}
+	hashes, ids := map[string]bool{}, map[string]bool{}
 	for i, a := range out.Apps {
 		if a.Name != apps[i].Name || a.Simulation == nil || a.Simulation.MaxCost == nil {
 			t.Fatalf("app %d: %+v", i, a)
 		}
-		// All simulations see the same chain: a predicted id would be the
-		// same for every app, so none is shown.
-		if a.PredictedAppID != "" || a.CommitRequest["app_id"] == a.Simulation.PredictedAppID.Hex() {
-			t.Errorf("%s: shows a predicted app id: %q / %v", a.Name, a.PredictedAppID, a.CommitRequest["app_id"])
+		if !common.IsHexAddress(a.PredictedAppID) || a.CommitRequest["app_id"] != a.PredictedAppID {
+			t.Fatalf("%s: predicted app id %q, commit request %v", a.Name, a.PredictedAppID, a.CommitRequest["app_id"])
 		}
 		hashes[a.ComposeHash] = true
+		ids[a.PredictedAppID] = true
 		sum.Add(sum, a.Simulation.MaxCost)
 	}
-	if len(hashes) != 3 {
-		t.Errorf("compose hashes %v, want three different ones", hashes)
+	if len(hashes) != 3 || len(ids) != 3 {
+		t.Errorf("compose hashes %v and app ids %v, want three different of each", hashes, ids)
 	}
 	if out.EstimatedCostWei != sum.String() {
 		t.Errorf("total %s wei, want the sum of the apps: %s", out.EstimatedCostWei, sum)
 	}
 
 	// Enough for one app, not for three.
-	one := new(big.Int).Add(out.Apps[0].Simulation.MaxCost, big.NewInt(1))
-	if err := e.eth.Client().Call(nil, "anvil_setBalance", signer, (*hexutil.Big)(one)); err != nil {
-		t.Fatal(err)
+	setBalance := func(wei *big.Int) {
+		t.Helper()
+		if err := e.eth.Client().Call(nil, "anvil_setBalance", signer, (*hexutil.Big)(wei)); err != nil {
+			t.Fatal(err)
+		}
 	}
+	one := new(big.Int).Add(out.Apps[0].Simulation.MaxCost, big.NewInt(1))
+	setBalance(one)
 	_, err = r.DryRunBatch(ctx, batchBase(), apps)
 	var funds *deployer.InsufficientFundsError
 	if !errors.As(err, &funds) || funds.Need.Cmp(sum) > 0 || funds.Need.Cmp(one) <= 0 {
 		t.Fatalf("err = %v, want *InsufficientFundsError for the batch's total", err)
+	}
+
+	// The real batch deploys the predicted ids, app by app.
+	setBalance(new(big.Int).Mul(big.NewInt(100), big.NewInt(1e18)))
+	res, err := r.DeployBatch(ctx, batchBase(), apps)
+	if err != nil {
+		t.Fatalf("batch: %v", err)
+	}
+	for i, a := range res.Apps {
+		if a.AppID != out.Apps[i].PredictedAppID {
+			t.Errorf("%s: deployed app %s, dry run predicted %s", a.Name, a.AppID, out.Apps[i].PredictedAppID)
+		}
 	}
 }

@@ -160,9 +160,10 @@ func (r *Runner) unjournaled() *Runner {
 	return &c
 }
 
-func (d *run) say(format string, args ...any) {
-	if d.Progress != nil {
-		d.Progress(format, args...)
+// say reports progress, if anyone listens.
+func (r *Runner) say(format string, args ...any) {
+	if r.Progress != nil {
+		r.Progress(format, args...)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"math/big"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/cvmdeploy/cvmdeploy/deployer"
 	"github.com/cvmdeploy/cvmdeploy/kms"
@@ -43,7 +44,11 @@ func (r *Runner) DryRun(ctx context.Context, cfg Config) (*DryRunResult, error) 
 	if err != nil {
 		return nil, err
 	}
-	return r.dryRunResult(ctx, cfg, in)
+	out, err := r.dryRunResult(ctx, cfg, in)
+	if err == nil && out.PredictedAppID != "" {
+		r.say("app id will be %s if nothing else deploys through the KMS first", out.PredictedAppID)
+	}
+	return out, err
 }
 
 // dryRun lets Deploy return a *Result for --dry-run callers that only need
@@ -99,7 +104,7 @@ func (r *Runner) dryRunResult(ctx context.Context, cfg Config, in *inputs) (*Dry
 			out.EstimatedCostWei = sim.MaxCost.String()
 			out.EstimatedCostETH = deployer.FormatEther(sim.MaxCost)
 		}
-		d.say("✓ factory call simulated: app id would be %s, gas %d, at most %s ETH", out.PredictedAppID, sim.GasLimit, out.EstimatedCostETH)
+		d.say("✓ factory call simulated: gas %d, at most %s ETH", sim.GasLimit, out.EstimatedCostETH)
 		req["app_id"] = out.PredictedAppID
 		req["contract_address"] = out.PredictedAppID
 		req["deployer_address"] = r.Signer.Address().Hex()
@@ -132,15 +137,14 @@ type BatchDryRunResult struct {
 	EstimatedCostETH string          `json:"estimated_cost_eth,omitempty"`
 }
 
-// appIDAssigned stands in for the app id in a batch dry run's commit request.
+// appIDAssigned stands in for an app id a batch dry run cannot predict.
 const appIDAssigned = "(assigned when the AppAuth is deployed)"
 
 // DryRunBatch dry-runs every app of a batch: each is checked before anything
 // else happens, then provisioned and simulated (at most batchWorkers at
 // once). Nothing is sent, committed or journaled. On top of the per-app
 // checks it refuses a batch whose total cost the signer cannot pay, which
-// each app alone might pass. Every simulation sees the same chain, so all
-// would predict the same next app id; the ids are left out instead.
+// each app alone might pass, and it predicts each app's id in batch order.
 func (r *Runner) DryRunBatch(ctx context.Context, base Config, apps []BatchApp) (*BatchDryRunResult, error) {
 	runs, err := r.batchRuns(base, apps)
 	if err != nil {
@@ -164,6 +168,7 @@ func (r *Runner) DryRunBatch(ctx context.Context, base Config, apps []BatchApp) 
 
 	total := new(big.Int)
 	var chainID uint64
+	var onChain []*DryRunResult
 	for i, dr := range out.Apps {
 		sim := dr.Simulation
 		if sim == nil {
@@ -173,9 +178,7 @@ func (r *Runner) DryRunBatch(ctx context.Context, base Config, apps []BatchApp) 
 			return nil, fmt.Errorf("app %q: %w: its KMS is on chain %d, the batch's first on-chain app on %d: deploy them in separate batches", apps[i].Name, ErrChainMismatch, sim.ChainID, chainID)
 		}
 		chainID = sim.ChainID
-		dr.PredictedAppID = ""
-		dr.CommitRequest["app_id"] = appIDAssigned
-		dr.CommitRequest["contract_address"] = appIDAssigned
+		onChain = append(onChain, dr)
 		if sim.MaxCost != nil {
 			total.Add(total, sim.MaxCost)
 		}
@@ -184,28 +187,66 @@ func (r *Runner) DryRunBatch(ctx context.Context, base Config, apps []BatchApp) 
 		return out, nil
 	}
 	out.EstimatedCostWei, out.EstimatedCostETH = total.String(), deployer.FormatEther(total)
-	if err := r.checkBatchFunds(ctx, chainID, total); err != nil {
-		return nil, err
-	}
-	if r.Progress != nil {
-		r.Progress("✓ batch dry run: %d app(s), AppAuths at most %s ETH in all; nothing was sent", len(apps), out.EstimatedCostETH)
-	}
-	return out, nil
-}
-
-// checkBatchFunds refuses a total cost the signer's balance does not cover.
-func (r *Runner) checkBatchFunds(ctx context.Context, chainID uint64, total *big.Int) error {
 	chain, err := deployer.Dial(ctx, r.RPCURL)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer chain.Close()
 	have, err := chain.Eth().BalanceAt(ctx, r.Signer.Address(), nil)
 	if err != nil {
-		return fmt.Errorf("read the signer's balance: %w", err)
+		return nil, fmt.Errorf("read the signer's balance: %w", err)
 	}
 	if have.Cmp(total) < 0 {
-		return &deployer.InsufficientFundsError{Account: r.Signer.Address(), ChainID: chainID, Need: total, Have: have}
+		return nil, &deployer.InsufficientFundsError{Account: r.Signer.Address(), ChainID: chainID, Need: total, Have: have}
+	}
+	if err := predictBatchAppIDs(ctx, chain, onChain); err != nil {
+		return nil, err
+	}
+	for _, dr := range onChain {
+		if dr.PredictedAppID != "" {
+			r.say("[%s] app id will be %s if nothing else deploys through the KMS first", dr.Name, dr.PredictedAppID)
+		}
+	}
+	r.say("✓ batch dry run: %d app(s), AppAuths at most %s ETH in all; nothing was sent", len(apps), out.EstimatedCostETH)
+	return out, nil
+}
+
+// predictBatchAppIDs gives each app the id it gets when the batch's
+// deployments are mined in order with no other deployment through the same
+// KMS in between. Every simulation sees today's chain and so predicts the
+// same next id; but the factory creates each AppAuth proxy with CREATE, so
+// the k-th deployment through a KMS gets the CREATE address for the KMS's
+// nonce + k. That rule is checked against the simulation first; where it
+// does not hold (another factory design), no id is predicted.
+func predictBatchAppIDs(ctx context.Context, chain *deployer.Client, apps []*DryRunResult) error {
+	next := map[common.Address]uint64{}
+	unknown := map[common.Address]bool{}
+	for _, dr := range apps {
+		sim := dr.Simulation
+		n, seen := next[sim.KMS]
+		if !seen && !unknown[sim.KMS] {
+			nonce, err := chain.Eth().NonceAt(ctx, sim.KMS, nil)
+			if err != nil {
+				return fmt.Errorf("read the KMS contract's nonce: %w", err)
+			}
+			if crypto.CreateAddress(sim.KMS, nonce) == sim.PredictedAppID {
+				n = nonce
+			} else {
+				unknown[sim.KMS] = true
+			}
+		}
+		if unknown[sim.KMS] {
+			dr.PredictedAppID = ""
+			dr.CommitRequest["app_id"] = appIDAssigned
+			dr.CommitRequest["contract_address"] = appIDAssigned
+			continue
+		}
+		id := crypto.CreateAddress(sim.KMS, n)
+		next[sim.KMS] = n + 1
+		sim.PredictedAppID = id
+		dr.PredictedAppID = id.Hex()
+		dr.CommitRequest["app_id"] = id.Hex()
+		dr.CommitRequest["contract_address"] = id.Hex()
 	}
 	return nil
 }

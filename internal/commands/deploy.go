@@ -434,6 +434,11 @@ func printDeployResult(c *cli.Context, res *cvm.Result) error {
 }
 
 func printDryRun(c *cli.Context, out *cvm.DryRunResult) error {
+	return printResult(c, dryRunDoc(out))
+}
+
+// dryRunDoc is one app's dry run as printed, alone or in a batch.
+func dryRunDoc(out *cvm.DryRunResult) *result {
 	r := newResult()
 	r.set("name", out.Name)
 	r.set("dry_run", true)
@@ -441,7 +446,9 @@ func printDryRun(c *cli.Context, out *cvm.DryRunResult) error {
 	r.set("kms_id", out.KMSID)
 	r.set("on_chain", out.OnChain)
 	if out.Simulation != nil {
-		r.set("predicted_app_id", out.PredictedAppID)
+		if out.PredictedAppID != "" {
+			r.set("predicted_app_id", out.PredictedAppID)
+		}
 		r.set("chain_id", out.Simulation.ChainID)
 		r.set("gas_limit", out.Simulation.GasLimit)
 		r.set("estimated_cost_wei", out.EstimatedCostWei)
@@ -452,19 +459,32 @@ func printDryRun(c *cli.Context, out *cvm.DryRunResult) error {
 	if len(out.Warnings) > 0 {
 		r.set("warnings", out.Warnings)
 	}
-	return printResult(c, r)
+	return r
 }
 
 func printBatchDryRun(c *cli.Context, out *cvm.BatchDryRunResult) error {
 	if c.Bool("json") {
-		return writeJSON(c.App.Writer, out)
+		apps := make([]map[string]any, len(out.Apps))
+		for i, a := range out.Apps {
+			apps[i] = dryRunDoc(a).values
+		}
+		doc := map[string]any{"dry_run": true, "apps": apps}
+		if out.EstimatedCostWei != "" {
+			doc["estimated_cost_wei"], doc["estimated_cost_eth"] = out.EstimatedCostWei, out.EstimatedCostETH
+		}
+		return writeJSON(c.App.Writer, doc)
 	}
 	for _, a := range out.Apps {
-		cost := "no gas (cloud KMS)"
-		if a.EstimatedCostETH != "" {
-			cost = "at most " + a.EstimatedCostETH + " ETH"
+		line := fmt.Sprintf("%-24s compose %s", a.Name, a.ComposeHash)
+		switch {
+		case a.PredictedAppID != "":
+			line += "  app " + a.PredictedAppID + "  at most " + a.EstimatedCostETH + " ETH"
+		case a.EstimatedCostETH != "":
+			line += "  at most " + a.EstimatedCostETH + " ETH"
+		default:
+			line += "  no gas (cloud KMS)"
 		}
-		fmt.Fprintf(c.App.Writer, "%-24s compose %s  %s\n", a.Name, a.ComposeHash, cost)
+		fmt.Fprintln(c.App.Writer, line)
 	}
 	if out.EstimatedCostETH != "" {
 		fmt.Fprintf(c.App.Writer, "total: AppAuths at most %s ETH; nothing was sent\n", out.EstimatedCostETH)

@@ -385,6 +385,12 @@ func TestCLIDeployBatch(t *testing.T) {
 	if doc["succeeded"] != float64(3) || len(doc["apps"].([]any)) != 3 {
 		t.Fatalf("batch result %v", doc)
 	}
+	for i, a := range doc["apps"].([]any) {
+		got, want := a.(map[string]any)["app_id"], dry["apps"].([]any)[i].(map[string]any)["predicted_app_id"]
+		if got == nil || got != want {
+			t.Errorf("app %d: deployed %v, the dry run predicted %v", i, got, want)
+		}
+	}
 	if f.deployments(t) != 3 {
 		t.Fatal("want 3 AppAuths")
 	}
