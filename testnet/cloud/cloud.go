@@ -230,6 +230,9 @@ type Server struct {
 	httpMu  sync.Mutex
 	httpSrv *http.Server
 	baseURL string
+	// fresh holds the connections that have not sent a request yet: see
+	// Close.
+	fresh map[net.Conn]struct{}
 }
 
 // New checks cfg, verifies that the chain answers with ChainID and that the
@@ -289,9 +292,10 @@ func (s *Server) Start(addr string) error {
 	if err != nil {
 		return fmt.Errorf("cloud: listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, ConnState: s.trackConn}
 	s.httpMu.Lock()
 	s.httpSrv = srv
+	s.fresh = map[net.Conn]struct{}{}
 	s.baseURL = "http://" + ln.Addr().String()
 	s.httpMu.Unlock()
 	s.wg.Add(1)
@@ -326,10 +330,46 @@ func (s *Server) Close() error {
 	if srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		err = srv.Shutdown(ctx)
+		done := make(chan error, 1)
+		go func() { done <- srv.Shutdown(ctx) }()
+		// Shutdown waits up to 5 s for a connection that has sent nothing
+		// yet, and an HTTP client that dialled one in parallel, then served
+		// its request on another, leaves exactly that (seen as a 5 s exit
+		// of deploy --dev --batch). Such a connection carries no request to
+		// finish, so it is dropped, again and again until Shutdown is done.
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for waiting := true; waiting; {
+			s.closeFresh()
+			select {
+			case err = <-done:
+				waiting = false
+			case <-tick.C:
+			}
+		}
 	}
 	s.wg.Wait()
 	return err
+}
+
+// trackConn keeps s.fresh: connections in http.StateNew.
+func (s *Server) trackConn(c net.Conn, st http.ConnState) {
+	s.httpMu.Lock()
+	defer s.httpMu.Unlock()
+	if st == http.StateNew {
+		s.fresh[c] = struct{}{}
+	} else {
+		delete(s.fresh, c)
+	}
+}
+
+func (s *Server) closeFresh() {
+	s.httpMu.Lock()
+	defer s.httpMu.Unlock()
+	for c := range s.fresh {
+		c.Close()
+		delete(s.fresh, c)
+	}
 }
 
 // notifyLocked wakes every state watcher; s.mu must be held.

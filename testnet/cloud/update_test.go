@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 
@@ -281,5 +284,38 @@ func TestRootKeyMismatch(t *testing.T) {
 		RootKey: other, OSImageHash: shared.OSImageHash})
 	if !errors.Is(err, cloud.ErrRootKeyMismatch) {
 		t.Fatalf("err = %v, want a root key mismatch", err)
+	}
+}
+
+// TestCloseDropsUnusedConnections: a connection that never sends a request
+// (what an HTTP client's parallel dial leaves behind) does not hold up
+// Close, which would otherwise wait for it until its 5 s deadline, fail,
+// and leave it open.
+func TestCloseDropsUnusedConnections(t *testing.T) {
+	srv, err := cloud.New(context.Background(), cloud.Config{APIKey: "k", Chain: chainBackend(t), KMSContract: shared.KMSContract,
+		RootKey: rootKey, OSImageHash: shared.OSImageHash})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	// One connection that served a request and one that never sent a byte.
+	a := &api{t: t, prefix: srv.APIPrefix(), key: "k"}
+	if r := a.do("GET", "/kms?is_onchain=true", nil); r.status != 200 {
+		t.Fatalf("GET /kms: %d", r.status)
+	}
+	unused, err := net.Dial("tcp", strings.TrimPrefix(srv.URL(), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unused.Close()
+	if err := srv.Close(); err != nil {
+		t.Fatalf("Close: %v (it waited for the unused connection)", err)
+	}
+	// The deadline only keeps a regression from hanging the test.
+	unused.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := unused.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("unused connection still open after Close: read %v", err)
 	}
 }
