@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/rpc"
@@ -261,4 +262,41 @@ func mustKey(t *testing.T) *ecdsa.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestSeeHeadEstimate: two heads give the block time, unless their
+// timestamps ran ahead of our clock, as on a chain that mines on demand
+// (each block stamped a second after its parent however fast it comes):
+// then there is no estimate and polls back off from 10 ms instead of
+// waiting a made-up second.
+func TestSeeHeadEstimate(t *testing.T) {
+	T := time.Unix(1_800_000_000, 0)
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	for _, tc := range []struct {
+		name       string
+		blocks     uint64        // head number advance
+		stamps     uint64        // timestamp advance, seconds
+		seenAfter  time.Duration // local time between the two heads
+		want       time.Duration // estimated interval, 0 for none
+		firstDelay time.Duration // next poll 10 ms after the newer head was seen
+	}{
+		{"2 s chain", 1, 2, ms(2000), 2 * time.Second, ms(1000)},
+		{"2 s chain, older head seen late", 1, 2, ms(1600), 2 * time.Second, ms(1000)},
+		{"12 s chain, one slot skipped", 1, 24, ms(24000), 24 * time.Second, time.Second},
+		{"on demand: three blocks in 40 ms", 3, 3, ms(40), 0, ms(10)},
+		{"on demand: one block 30 ms later", 1, 1, ms(30), 0, ms(10)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &waiter{opts: TxOptions{}, delay: minPollDelay}
+			w.seeHead(&headInfo{Number: 100, Hash: common.Hash{1}, Timestamp: 1_800_000_000}, T)
+			seen := T.Add(tc.seenAfter)
+			w.seeHead(&headInfo{Number: hexutil.Uint64(100 + tc.blocks), Hash: common.Hash{2}, Timestamp: hexutil.Uint64(1_800_000_000 + tc.stamps)}, seen)
+			if w.interval != tc.want {
+				t.Fatalf("interval %v, want %v", w.interval, tc.want)
+			}
+			if got := w.nextDelay(seen.Add(ms(10))); got > tc.firstDelay || got <= 0 {
+				t.Fatalf("next poll in %v, want at most %v", got, tc.firstDelay)
+			}
+		})
+	}
 }

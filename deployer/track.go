@@ -80,6 +80,8 @@ const (
 	firstPollDelay = 4 * time.Millisecond
 	// minPollDelay is the shortest backoff once a poll missed.
 	minPollDelay = 10 * time.Millisecond
+	// onDemandTolerance: see seeHead.
+	onDemandTolerance = 500 * time.Millisecond
 	// staleRounds is how many consecutive polls must agree before the
 	// waiter acts on "the node lost it" or "the nonce is used": a node
 	// behind a load balancer can briefly disagree with itself.
@@ -379,8 +381,16 @@ func (w *waiter) seeHead(h *headInfo, at time.Time) {
 		return
 	}
 	if w.head != nil && h.Number > w.head.Number && !w.intervalKnown {
-		if dt := int64(h.Timestamp) - int64(w.head.Timestamp); dt > 0 {
-			w.interval = time.Duration(dt) * time.Second / time.Duration(h.Number-w.head.Number)
+		if dt := time.Duration(int64(h.Timestamp)-int64(w.head.Timestamp)) * time.Second; dt > 0 {
+			w.interval = dt / time.Duration(h.Number-w.head.Number)
+			// A chain that mines on demand (geth --dev, hardhat) stamps
+			// each block at least a second after its parent however fast
+			// it mines, so its timestamps run ahead of our clock: then they
+			// tell nothing about when the next block comes. The half second
+			// allows for having seen the older head late.
+			if at.Sub(w.headSeen)+onDemandTolerance < dt {
+				w.interval = 0
+			}
 		}
 	}
 	if w.head == nil || h.Number != w.head.Number {
