@@ -107,7 +107,7 @@ func deployCommand() *cli.Command {
 		&cli.BoolFlag{Name: "require-tcb-up-to-date", Usage: "only boot on nodes whose TCB status is UpToDate (6-argument factory)"},
 		&cli.BoolFlag{Name: "wait", Usage: "wait until the CVM runs (or fails to boot)"},
 		&cli.StringFlag{Name: "wait-timeout", Value: "10m", Usage: "how long --wait waits"},
-		&cli.BoolFlag{Name: "dry-run", Usage: "provision, simulate the AppAuth deployment and encrypt, but send no transaction and commit nothing"},
+		&cli.BoolFlag{Name: "dry-run", Usage: "provision, simulate the AppAuth deployment and encrypt, but send no transaction and commit nothing (with --batch: every app, each app's id in batch order and the batch's total cost)"},
 		&cli.BoolFlag{Name: "fresh", Usage: "forget the journal of an earlier run of this deployment and start over"},
 		&cli.StringFlag{Name: "journal-dir", EnvVars: []string{"CVMDEPLOY_STATE_DIR"}, Usage: "where deployment journals live (default ~/.local/state/cvmdeploy)"},
 		&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask before spending gas on a mainnet (required off a terminal)"},
