@@ -623,3 +623,56 @@ func TestAPIKeyNeverInErrorsOrLogs(t *testing.T) {
 		t.Fatalf("logs empty or show the key: %q", logs.String())
 	}
 }
+
+// TestListOnChainKMSFollowsPages: the list follows the pages the server
+// announces, in order, and stops at a bound when a server keeps announcing
+// more.
+func TestListOnChainKMSFollowsPages(t *testing.T) {
+	item := func(n int) string {
+		return fmt.Sprintf(`{"id":"kms-%d","slug":"kms-%d","url":"https://kms.example","version":"v0.5.3","chain_id":8453,"kms_contract_address":"0x2f83172A49584C017F2B256F0FB2Dca14126Ba9C","gateway_app_id":null}`, n, n)
+	}
+	pageOf := func(page, pages, from, to int) string {
+		var items []string
+		for n := from; n < to; n++ {
+			items = append(items, item(n))
+		}
+		return fmt.Sprintf(`{"items":[%s],"total":%d,"page":%d,"page_size":100,"pages":%d}`, strings.Join(items, ","), 250, page, pages)
+	}
+	srv, rec := newServer(t, func(w http.ResponseWriter, r *http.Request, _ recorded) {
+		switch r.URL.Query().Get("page") {
+		case "":
+			writeJSON(w, 200, pageOf(1, 3, 0, 100))
+		case "2":
+			writeJSON(w, 200, pageOf(2, 3, 100, 200))
+		default:
+			writeJSON(w, 200, pageOf(3, 3, 200, 250))
+		}
+	})
+	c, _ := newClient(t, srv)
+	got, err := c.ListOnChainKMS(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Items) != 250 || got.Items[0].Ref() != "kms-0" || got.Items[249].Ref() != "kms-249" {
+		t.Fatalf("%d items, first %q", len(got.Items), got.Items[0].Ref())
+	}
+	var queries []string
+	for _, r := range rec.all() {
+		queries = append(queries, r.RawQuery)
+	}
+	want := []string{"is_onchain=true&page_size=100", "is_onchain=true&page=2&page_size=100", "is_onchain=true&page=3&page_size=100"}
+	if strings.Join(queries, " ") != strings.Join(want, " ") {
+		t.Fatalf("queries %q, want %q", queries, want)
+	}
+
+	endless, erec := newServer(t, func(w http.ResponseWriter, r *http.Request, _ recorded) {
+		writeJSON(w, 200, pageOf(1, 1_000_000, 0, 1))
+	})
+	c, _ = newClient(t, endless)
+	if _, err := c.ListOnChainKMS(context.Background()); err == nil || !strings.Contains(err.Error(), "pages") {
+		t.Fatalf("err = %v, want a bound on the pages", err)
+	}
+	if n := erec.count(); n != maxKMSPages {
+		t.Fatalf("%d requests to an endless list, want %d", n, maxKMSPages)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -60,11 +61,36 @@ func (c *Client) Commit(ctx context.Context, req CommitRequest) (*CVM, error) {
 	return call[CVM](ctx, c, r)
 }
 
-// ListOnChainKMS calls GET /kms?is_onchain=true&page_size=100 and returns
-// the first page (100 items cover every KMS the service runs today).
+// maxKMSPages bounds how many pages ListOnChainKMS follows, so a server that
+// keeps announcing more pages cannot keep it busy.
+const maxKMSPages = 20
+
+// ListOnChainKMS calls GET /kms?is_onchain=true&page_size=100 and follows
+// the pages the answer announces: the result holds every on-chain KMS (one
+// page covers all the service runs today).
 func (c *Client) ListOnChainKMS(ctx context.Context) (*KMSPage, error) {
-	r := request{method: http.MethodGet, path: "/kms", query: url.Values{"is_onchain": {"true"}, "page_size": {"100"}}, retry: retryIdempotent}
-	return call[KMSPage](ctx, c, r)
+	var all *KMSPage
+	for page := 1; ; page++ {
+		q := url.Values{"is_onchain": {"true"}, "page_size": {"100"}}
+		if page > 1 {
+			q.Set("page", strconv.Itoa(page))
+		}
+		p, err := call[KMSPage](ctx, c, request{method: http.MethodGet, path: "/kms", query: q, retry: retryIdempotent})
+		if err != nil {
+			return nil, err
+		}
+		if all == nil {
+			all = p
+		} else {
+			all.Items = append(all.Items, p.Items...)
+		}
+		if page >= p.Pages || len(p.Items) == 0 {
+			return all, nil
+		}
+		if page == maxKMSPages {
+			return nil, fmt.Errorf("GET /kms announces %d pages; stopped after %d", p.Pages, maxKMSPages)
+		}
+	}
 }
 
 // GetKMS calls GET /kms/{id_or_slug}.
