@@ -118,6 +118,28 @@ const (
 	deviceID    = "0x2222222222222222222222222222222222222222222222222222222222222222"
 )
 
+// writeKeystore encrypts the key in keyFile under password.
+func writeKeystore(t *testing.T, keyFile, password string) string {
+	t.Helper()
+	b, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := crypto.HexToECDSA(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := keystore.EncryptKey(&keystore.Key{Address: crypto.PubkeyToAddress(pk.PublicKey), PrivateKey: pk}, password, keystore.LightScryptN, keystore.LightScryptP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := filepath.Join(t.TempDir(), "ks.json")
+	if err := os.WriteFile(ks, js, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return ks
+}
+
 // TestMustShow is the README's walk-through: kms deploy, app deploy with
 // PRIVATE_KEY set, then app info shows the compose hash allowed.
 func TestMustShow(t *testing.T) {
@@ -314,19 +336,12 @@ func TestDeployVariants(t *testing.T) {
 	}
 
 	// 6-argument factory and a keystore signer.
-	ks := filepath.Join(t.TempDir(), "ks.json")
+	ks := writeKeystore(t, c.ownerKey, "pw")
+	js, err := os.ReadFile(ks)
+	if err != nil {
+		t.Fatal(err)
+	}
 	pw := filepath.Join(t.TempDir(), "pw")
-	pk, err := crypto.HexToECDSA(strings.TrimSpace(string(key)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, err := keystore.EncryptKey(&keystore.Key{Address: c.owner, PrivateKey: pk}, "pw", keystore.LightScryptN, keystore.LightScryptP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(ks, js, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	if err := os.WriteFile(pw, []byte("pw\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/ethereum/go-ethereum/accounts/keystore"
-	"github.com/ethereum/go-ethereum/crypto"
 	"golang.org/x/sys/unix"
 
 	"github.com/cvmdeploy/cvmdeploy/internal/commands"
@@ -66,28 +63,6 @@ func waitEchoOff(t *testing.T, term *os.File, exited <-chan struct{}) {
 			t.Fatal("no password prompt within a minute")
 		}
 	}
-}
-
-// writeKeystore encrypts the key in keyFile under password.
-func writeKeystore(t *testing.T, keyFile, password string) string {
-	t.Helper()
-	b, err := os.ReadFile(keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := crypto.HexToECDSA(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, err := keystore.EncryptKey(&keystore.Key{Address: crypto.PubkeyToAddress(pk.PublicKey), PrivateKey: pk}, password, keystore.LightScryptN, keystore.LightScryptP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ks := filepath.Join(t.TempDir(), "ks.json")
-	if err := os.WriteFile(ks, js, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return ks
 }
 
 // TestKeystorePasswordPrompt types the keystore password on a real
