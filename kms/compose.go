@@ -122,7 +122,13 @@ func hexEscape(data []byte, i int) (rune, bool) {
 // SDK leaves such an object unsorted, in an insertion order a Go map does not
 // keep.
 func CanonicalJSON(v any) ([]byte, error) {
-	out, err := appendCanonical(nil, v, 0)
+	return marshalJS(v, false)
+}
+
+// marshalJS is CanonicalJSON, or with indent JSON.stringify(sortObject(v),
+// null, 4), under the same key order and the same refusals.
+func marshalJS(v any, indent bool) ([]byte, error) {
+	out, err := appendJSValue(nil, v, 0, indent)
 	if err != nil {
 		var ce *canonError
 		if errors.As(err, &ce) {
@@ -150,7 +156,12 @@ func atPath(err error, segment string) error {
 	return &canonError{path: segment, err: err}
 }
 
-func appendCanonical(dst []byte, v any, depth int) ([]byte, error) {
+// appendJSValue appends v as JSON.stringify(sortObject(v)) writes it: compact
+// when indent is false, and with JSON.stringify(…, null, 4)'s layout when it
+// is true (each member on its own line, indented four spaces per level, ": "
+// after keys, empty arrays and objects as [] and {}). depth is the nesting
+// level of v, which is also its indentation level.
+func appendJSValue(dst []byte, v any, depth int, indent bool) ([]byte, error) {
 	if depth > maxJSONDepth {
 		return nil, &canonError{err: fmt.Errorf("%w: nested deeper than %d levels", ErrInvalidJSON, maxJSONDepth)}
 	}
@@ -185,10 +196,14 @@ func appendCanonical(dst []byte, v any, depth int) ([]byte, error) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
+			dst = appendNewline(dst, depth+1, indent)
 			var err error
-			if dst, err = appendCanonical(dst, e, depth+1); err != nil {
+			if dst, err = appendJSValue(dst, e, depth+1, indent); err != nil {
 				return nil, atPath(err, "["+strconv.Itoa(i)+"]")
 			}
+		}
+		if len(x) > 0 {
+			dst = appendNewline(dst, depth, indent)
 		}
 		return append(dst, ']'), nil
 	case map[string]any:
@@ -211,17 +226,37 @@ func appendCanonical(dst []byte, v any, depth int) ([]byte, error) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
+			dst = appendNewline(dst, depth+1, indent)
 			dst = appendJSString(dst, k)
 			dst = append(dst, ':')
+			if indent {
+				dst = append(dst, ' ')
+			}
 			var err error
-			if dst, err = appendCanonical(dst, x[k], depth+1); err != nil {
+			if dst, err = appendJSValue(dst, x[k], depth+1, indent); err != nil {
 				return nil, atPath(err, "."+k)
 			}
+		}
+		if len(keys) > 0 {
+			dst = appendNewline(dst, depth, indent)
 		}
 		return append(dst, '}'), nil
 	default:
 		return nil, &canonError{err: fmt.Errorf("%w: unsupported Go type %T", ErrInvalidJSON, v)}
 	}
+}
+
+// appendNewline starts a line at the given indentation level (four spaces
+// each) in the indented layout, and does nothing in the compact one.
+func appendNewline(dst []byte, level int, indent bool) []byte {
+	if !indent {
+		return dst
+	}
+	dst = append(dst, '\n')
+	for range level {
+		dst = append(dst, "    "...)
+	}
+	return dst
 }
 
 // jsonNumberFloat converts a JSON number literal to the double JSON.parse
