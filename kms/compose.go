@@ -395,14 +395,33 @@ func ComposeHashValue(appCompose map[string]any, normalize bool) (string, error)
 }
 
 // ComposeHashMismatchError says that a compose document does not hash to the
-// compose_hash it came with, under either normalisation setting.
+// compose_hash it came with: under either normalisation setting
+// (CheckComposeHash), or in any pinned serialization (VerifyAppCompose, which
+// fills Tried).
 type ComposeHashMismatchError struct {
 	Want          string // the hash that came with the document, normalised to lowercase hex
 	Got           string // getComposeHash(doc, false)
 	GotNormalized string // getComposeHash(doc, true)
+	// Tried lists the hash of each serialization VerifyAppCompose wrote the
+	// document in, in the order tried.
+	Tried []SerializedHash
+}
+
+// SerializedHash is the compose hash of a document written in one
+// Serialization.
+type SerializedHash struct {
+	Serialization Serialization
+	Hash          string
 }
 
 func (e *ComposeHashMismatchError) Error() string {
+	if len(e.Tried) > 0 {
+		parts := make([]string, len(e.Tried))
+		for i, t := range e.Tried {
+			parts[i] = t.Hash + " as " + string(t.Serialization)
+		}
+		return fmt.Sprintf("compose hash mismatch: expected %s, the document hashes to %s", e.Want, strings.Join(parts, ", "))
+	}
 	if e.Got == e.GotNormalized {
 		return fmt.Sprintf("compose hash mismatch: expected %s, the document hashes to %s", e.Want, e.Got)
 	}
@@ -415,10 +434,9 @@ func (e *ComposeHashMismatchError) Error() string {
 // A mismatch returns *ComposeHashMismatchError; callers warn, and keep using
 // the server's hash.
 func CheckComposeHash(appCompose []byte, want string) error {
-	w := strings.ToLower(strings.TrimSpace(want))
-	w = strings.TrimPrefix(strings.TrimPrefix(w, "sha256:"), "0x")
-	if b, err := hex.DecodeString(w); err != nil || len(b) != sha256.Size {
-		return fmt.Errorf("%w: compose hash %q is not 32 bytes of hex", ErrInvalidInput, want)
+	w, err := parseComposeHash(want)
+	if err != nil {
+		return err
 	}
 	got, err := ComposeHash(appCompose, false)
 	if err != nil {
@@ -435,4 +453,15 @@ func CheckComposeHash(appCompose []byte, want string) error {
 		return nil
 	}
 	return &ComposeHashMismatchError{Want: w, Got: got, GotNormalized: gotNorm}
+}
+
+// parseComposeHash normalises a compose hash to lowercase hex: 32 bytes of
+// hex, optionally prefixed by "0x" or "sha256:", in any letter case.
+func parseComposeHash(want string) (string, error) {
+	w := strings.ToLower(strings.TrimSpace(want))
+	w = strings.TrimPrefix(strings.TrimPrefix(w, "sha256:"), "0x")
+	if b, err := hex.DecodeString(w); err != nil || len(b) != sha256.Size {
+		return "", fmt.Errorf("%w: compose hash %q is not 32 bytes of hex", ErrInvalidInput, want)
+	}
+	return w, nil
 }

@@ -216,12 +216,13 @@ func (e *FreshnessError) Error() string {
 }
 
 // IsVerifyFailure reports whether err says that verification failed on
-// well-formed input (*KeyMismatchError or *FreshnessError), as opposed to
-// malformed input (ErrInvalidInput).
+// well-formed input (*KeyMismatchError, *FreshnessError, or an app-compose
+// that breaks the rule, *ComposeRuleError), as opposed to malformed input
+// (ErrInvalidInput).
 func IsVerifyFailure(err error) bool {
 	var km *KeyMismatchError
 	var fe *FreshnessError
-	return errors.As(err, &km) || errors.As(err, &fe)
+	return errors.As(err, &km) || errors.As(err, &fe) || errors.Is(err, ErrComposeRule)
 }
 
 // VerifyAppKey checks that p.PublicKey was signed for p.AppID by the KMS
