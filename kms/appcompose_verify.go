@@ -88,7 +88,9 @@ func (p *Pins) VerifyAppCompose(doc []byte, want string, exp ComposeExpectation)
 	}
 	switch {
 	case len(tried) > 0:
-		return nil, &ComposeHashMismatchError{Want: w, Got: tried[0].Hash, GotNormalized: tried[0].Hash, Tried: tried}
+		got, _ := ComposeHashValue(obj, false)
+		gotNorm, _ := ComposeHashValue(obj, true)
+		return nil, &ComposeHashMismatchError{Want: w, Got: got, GotNormalized: gotNorm, Tried: tried}
 	case serr != nil:
 		return nil, &ComposeRuleError{Hash: w, Violations: []string{"the document cannot be written in any pinned serialization: " + serr.Error()}}
 	}
