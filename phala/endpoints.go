@@ -263,3 +263,50 @@ func (c *Client) decodeAccepted(r request, resp *response, id *string) error {
 	*id = *out.CorrelationID
 	return nil
 }
+
+// ComposeFile calls GET /cvms/{id}/compose_file and returns the answer's
+// bytes: the app-compose the CVM measures, as JSON. It is returned raw
+// because the caller must re-serialise and hash it itself; a decoded struct
+// would drop fields the server added.
+func (c *Client) ComposeFile(ctx context.Context, id string) ([]byte, error) {
+	p, err := cvmPath(id, "/compose_file")
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: p, retry: retryIdempotent})
+	if err != nil {
+		return nil, err
+	}
+	return resp.body, nil
+}
+
+// RestartCVM calls POST /cvms/{id}/restart: the CVM boots again, asking the
+// KMS for its keys again (after its compose hash was allowed on-chain).
+// Restarting twice is harmless, so it is retried like a read.
+func (c *Client) RestartCVM(ctx context.Context, id string) error {
+	p, err := cvmPath(id, "/restart")
+	if err != nil {
+		return err
+	}
+	_, err = c.do(ctx, request{method: http.MethodPost, path: p, body: map[string]any{}, retry: retryIdempotent})
+	return err
+}
+
+// Attestation is the part of GET /cvms/{id}/attestation that cvmdeploy
+// checks: the app-compose the running CVM measured, as the raw string.
+type Attestation struct {
+	IsOnline bool `json:"is_online"`
+	IsPublic bool `json:"is_public"`
+	TCBInfo  *struct {
+		AppCompose string `json:"app_compose"`
+	} `json:"tcb_info"`
+}
+
+// CVMAttestation calls GET /cvms/{id}/attestation.
+func (c *Client) CVMAttestation(ctx context.Context, id string) (*Attestation, error) {
+	p, err := cvmPath(id, "/attestation")
+	if err != nil {
+		return nil, err
+	}
+	return call[Attestation](ctx, c, request{method: http.MethodGet, path: p, retry: retryIdempotent})
+}
