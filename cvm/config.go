@@ -68,6 +68,9 @@ type Config struct {
 	// InsecureSkipKeyVerification trusts the API's env-encryption key
 	// without checking the KMS signature against the chain.
 	InsecureSkipKeyVerification bool
+	// ComposeCheck is how the compose hash is established (ComposeCheckModes;
+	// "" is auto).
+	ComposeCheck string
 }
 
 // kmsChoice is what --kms resolves to in the provision request.
@@ -153,6 +156,9 @@ func (c Config) load() (*inputs, error) {
 	}
 	if err := c.Tx.Check(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if err := checkComposeMode(c.ComposeCheck); err != nil {
+		return nil, err
 	}
 	in.fingerprint = c.fingerprint(in)
 	return in, nil

@@ -23,7 +23,13 @@ const (
 	StepApp       = "app"
 	StepPubKey    = "pubkey"
 	StepCommit    = "commit"
-	StepRunning   = "running"
+	// Approve-after-read (and after-commit) steps, after the commit.
+	StepComposeRead = "compose-read"
+	StepApproveTx   = "approve-tx"
+	StepApprove     = "approve"
+	StepRevokeTx    = "revoke-tx"
+	StepRestart     = "restart"
+	StepRunning     = "running"
 )
 
 // Runner carries what a deployment talks to. Build one per command.
@@ -49,30 +55,49 @@ type Runner struct {
 	Confirm func(ctx context.Context, chainID uint64, action string) error
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Trust is the pinned data and the KMS contract the user named.
+	Trust Trust
 }
 
 // Result is what a deployment produced; its JSON form is the --json output.
 type Result struct {
-	Name            string   `json:"name"`
-	AppID           string   `json:"app_id"`
-	ContractAddress string   `json:"contract_address,omitempty"`
-	DeployerAddress string   `json:"deployer_address,omitempty"`
-	Owner           string   `json:"owner,omitempty"`
-	ComposeHash     string   `json:"compose_hash"`
-	KMSID           string   `json:"kms_id,omitempty"`
-	KMSContract     string   `json:"kms_contract,omitempty"`
-	ChainID         uint64   `json:"chain_id,omitempty"`
-	TxHash          string   `json:"tx_hash,omitempty"`
-	BlockNumber     uint64   `json:"block_number,omitempty"`
-	GasUsed         uint64   `json:"gas_used,omitempty"`
-	CVMID           string   `json:"cvm_id"`
-	VMUUID          string   `json:"vm_uuid,omitempty"`
-	Status          string   `json:"status"`
-	DashboardURL    string   `json:"dashboard_url,omitempty"`
-	KeyVerified     bool     `json:"kms_key_verified"`
-	Resumed         []string `json:"resumed_steps,omitempty"`
-	Journal         string   `json:"journal,omitempty"`
-	Warnings        []string `json:"warnings,omitempty"`
+	Name            string `json:"name"`
+	AppID           string `json:"app_id"`
+	ContractAddress string `json:"contract_address,omitempty"`
+	DeployerAddress string `json:"deployer_address,omitempty"`
+	Owner           string `json:"owner,omitempty"`
+	ComposeHash     string `json:"compose_hash"`
+	KMSID           string `json:"kms_id,omitempty"`
+	KMSContract     string `json:"kms_contract,omitempty"`
+	ChainID         uint64 `json:"chain_id,omitempty"`
+	TxHash          string `json:"tx_hash,omitempty"`
+	BlockNumber     uint64 `json:"block_number,omitempty"`
+	GasUsed         uint64 `json:"gas_used,omitempty"`
+	CVMID           string `json:"cvm_id"`
+	VMUUID          string `json:"vm_uuid,omitempty"`
+	Status          string `json:"status"`
+	DashboardURL    string `json:"dashboard_url,omitempty"`
+	KeyVerified     bool   `json:"kms_key_verified"`
+	// KMSTrust says how the KMS contract was trusted: pinned, flag or
+	// unpinned (on-chain KMS only).
+	KMSTrust string `json:"kms_trust,omitempty"`
+	// ComposeVerified says how the compose hash was established: predicted,
+	// approved-after-read, checked-after-commit or unchecked (pending while
+	// an approval waits for the owner).
+	ComposeVerified string `json:"compose_verified"`
+	// PreLaunch names the pre-launch script the document holds (none, yours,
+	// or an official Phala script), when the document was read.
+	PreLaunch     string `json:"pre_launch_script,omitempty"`
+	ApproveTxHash string `json:"approve_tx_hash,omitempty"`
+	RevokeTxHash  string `json:"revoke_tx_hash,omitempty"`
+	// PendingCalls are owner-only calls the signer could not make.
+	PendingCalls []OnChainCall `json:"pending_calls,omitempty"`
+	// Attestation says whether the running CVM's attested app-compose hashes
+	// to the allowed hash: matches, not-public or unavailable.
+	Attestation string   `json:"attestation,omitempty"`
+	Resumed     []string `json:"resumed_steps,omitempty"`
+	Journal     string   `json:"journal,omitempty"`
+	Warnings    []string `json:"warnings,omitempty"`
 }
 
 // run is the state of one Deploy call.
@@ -87,6 +112,9 @@ type run struct {
 	// kmsRootKey is the KMS root key read on-chain in the AppAuth
 	// deployment's preflight batch; nil when not read.
 	kmsRootKey []byte
+	// expect, when set, replaces the expectation built from the inputs (the
+	// commit command has the provision file's, not the compose file).
+	expect *kms.ComposeExpectation
 }
 
 // Deploy takes a compose file and env to a committed (and, with cfg.Wait,
@@ -145,6 +173,9 @@ func (d *run) commitAndWait(ctx context.Context, pubKey string) error {
 	if err := d.commit(ctx, pubKey); err != nil {
 		return err
 	}
+	if err := d.afterCommit(ctx); err != nil {
+		return err
+	}
 	if d.cfg.Wait {
 		return d.waitRunning(ctx)
 	}
@@ -167,9 +198,9 @@ func (r *Runner) say(format string, args ...any) {
 	}
 }
 
-func (d *run) now() time.Time {
-	if d.Now != nil {
-		return d.Now()
+func (r *Runner) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
 	}
 	return time.Now()
 }
@@ -234,6 +265,14 @@ func (d *run) provision(ctx context.Context) error {
 	if p := d.j.Provision; p != nil {
 		d.res.Resumed = append(d.res.Resumed, StepProvision)
 		d.say("✓ provisioned earlier: compose hash %s", p.ComposeHash)
+		if p.OnChain {
+			// The trust anchors may have changed since: check again.
+			trust, err := d.trustKMS(p.ChainID, p.KMSContract)
+			if err != nil {
+				return err
+			}
+			p.KMSTrust = trust
+		}
 		d.fillFromProvision()
 		return nil
 	}
@@ -288,9 +327,12 @@ func (d *run) provision(ctx context.Context) error {
 	} else if step.AppID == "" || step.AppEnvEncryptKey == "" {
 		return fmt.Errorf("provision answered neither an on-chain KMS (kms_info with chain and contract) nor a cloud-KMS app id and key")
 	}
+	d.say("✓ provisioned: compose hash %s, device %s, KMS %s", step.ComposeHash, shortHex(step.DeviceID), describeKMS(step))
+	if err := d.planCompose(step); err != nil {
+		return err
+	}
 	d.j.Provision = step
 	d.fillFromProvision()
-	d.say("✓ provisioned: compose hash %s, device %s, KMS %s", step.ComposeHash, shortHex(step.DeviceID), describeKMS(step))
 	return d.save(StepProvision)
 }
 
@@ -317,7 +359,13 @@ func (d *run) fillFromProvision() {
 	d.res.KMSID = p.KMSID
 	d.res.ChainID = p.ChainID
 	d.res.KMSContract = p.KMSContract
+	d.res.KMSTrust = p.KMSTrust
+	d.res.ComposeVerified = d.composeVerified()
 }
+
+// publicTcbinfo is always requested: it lets anyone (and cvmdeploy, after
+// boot) compare the app-compose the CVM measured with the allowed hash.
+var publicTcbinfo = true
 
 func (d *run) provisionRequest(ctx context.Context) (phala.ProvisionRequest, error) {
 	cfg, in := d.cfg, d.in
@@ -336,6 +384,9 @@ func (d *run) provisionRequest(ctx context.Context) (phala.ProvisionRequest, err
 			Name:              "",
 			PublicLogs:        &cfg.PublicLogs,
 			PublicSysinfo:     &cfg.PublicSysinfo,
+			// Sent explicitly: the attestation check after boot needs it, and
+			// the compose check expects exactly what was sent.
+			PublicTcbinfo: &publicTcbinfo,
 		},
 	}
 	if cfg.DiskSize > 0 {
@@ -427,6 +478,9 @@ func (d *run) deployAppAuth(ctx context.Context) error {
 	}
 	if d.Confirm != nil {
 		action := fmt.Sprintf("deploy the AppAuth of %q through KMS %s (owner %s, paid by %s)", d.cfg.Name, kmsAddr.Hex(), cfg.Owner.Hex(), d.Signer.Address().Hex())
+		if d.plan() == planApproveAfterRead {
+			action += ", then, once the committed app-compose is checked, allow its compose hash (a second transaction)"
+		}
 		if err := d.Confirm(ctx, p.ChainID, action); err != nil {
 			return err
 		}
@@ -489,7 +543,10 @@ func (d *run) deployConfig(kmsAddr common.Address) (deployer.DeployAppConfig, er
 	if err != nil {
 		return cfg, fmt.Errorf("provision compose_hash: %w", err)
 	}
-	cfg.ComposeHash = hash
+	if d.plan() != planApproveAfterRead {
+		cfg.ComposeHash = hash
+	} // else: allowed only once the committed document has been read
+
 	if p.DeviceID != "" {
 		dev, err := hexBytes32(p.DeviceID)
 		if err != nil {
@@ -589,34 +646,17 @@ func (d *run) appKey(ctx context.Context) (string, error) {
 		return k.PublicKey, nil
 	}
 	p, app := d.j.Provision, d.j.App
-	key, err := d.API.AppPubKey(ctx, p.KMSID, app.AppID)
+	step, err := d.verifiedAppKey(ctx, d.chain, keyCheck{
+		KMSRef: p.KMSID, KMSContract: common.HexToAddress(p.KMSContract), ChainID: p.ChainID, AppID: app.AppID,
+		Root: d.kmsRootKey, // read with the deployment, when this run deployed it
+		Skip: d.cfg.InsecureSkipKeyVerification,
+	})
 	if err != nil {
-		return "", fmt.Errorf("fetch the app's env key: %w", err)
-	}
-	step := &PubKeyStep{PublicKey: key.PublicKey}
-	if d.cfg.InsecureSkipKeyVerification {
-		d.say("warning: --insecure-skip-kms-key-verification: trusting the API's env key without checking the KMS signature")
-	} else {
-		root := d.kmsRootKey // read with the deployment, when this run deployed it
-		if len(root) == 0 {
-			if root, err = d.chain.KMSRootKey(ctx, common.HexToAddress(p.KMSContract)); err != nil {
-				return "", fmt.Errorf("read the KMS root key on-chain: %w", err)
-			}
-		}
-		params := kms.VerifyParams{AppID: app.AppID, PublicKey: key.PublicKey, Signature: key.Signature, RootKey: root, Now: d.now()}
-		if key.Timestamp != nil && key.SignatureV1 != nil {
-			params.Timestamp, params.Signature = key.Timestamp, *key.SignatureV1
-		}
-		if err := kms.VerifyAppKey(params); err != nil {
-			return "", fmt.Errorf("%w: the env key the API returned for app %s is not signed by the KMS root key on chain %d: %w; nothing was encrypted or sent", ErrKeyVerification, app.AppID, p.ChainID, err)
-		}
-		step.Verified = true
-		step.RootKey = hexutil.Encode(root)
-		d.say("✓ env key verified against the KMS root key on-chain (%s)", shortHex(step.RootKey))
+		return "", err
 	}
 	d.res.KeyVerified = step.Verified
 	d.j.PubKey = step
-	return key.PublicKey, d.save(StepPubKey)
+	return step.PublicKey, d.save(StepPubKey)
 }
 
 // ErrKeyVerification: the app's env key is not signed by the on-chain KMS.
@@ -713,7 +753,12 @@ func (d *run) waitRunning(ctx context.Context) error {
 	d.j.Commit.Status = st.Status
 	d.j.Status = StepRunning
 	d.say("✓ CVM %s is %s", d.j.Commit.CVMID, st.Status)
-	return d.save(StepRunning)
+	if err := d.save(StepRunning); err != nil {
+		return err
+	}
+	att, err := d.CheckAttestation(ctx, d.j.Commit.CVMID, d.j.Provision.ComposeHash)
+	d.res.Attestation = att
+	return err
 }
 
 // WaitRunning follows a CVM's state until it runs, printing each new status.

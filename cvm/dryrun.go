@@ -24,6 +24,11 @@ type DryRunResult struct {
 	DeviceID    string                        `json:"device_id,omitempty"`
 	KMSID       string                        `json:"kms_id,omitempty"`
 	OnChain     bool                          `json:"on_chain"`
+	// KMSTrust is how the KMS contract was trusted (on-chain KMS).
+	KMSTrust string `json:"kms_trust,omitempty"`
+	// ComposeVerified is how the compose hash would be established:
+	// predicted now, or approve-after-read / after-commit / off later.
+	ComposeVerified string `json:"compose_verified"`
 	Simulation  *deployer.AppDeploySimulation `json:"appauth_simulation,omitempty"`
 	// PredictedAppID is the app id the factory would return now; another
 	// deployment through the same KMS before ours would change it.
@@ -80,6 +85,7 @@ func (r *Runner) dryRunResult(ctx context.Context, cfg Config, in *inputs) (*Dry
 	}
 	p := d.j.Provision
 	out.ComposeHash, out.DeviceID, out.KMSID, out.OnChain = p.ComposeHash, p.DeviceID, p.KMSID, p.OnChain
+	out.KMSTrust, out.ComposeVerified = p.KMSTrust, p.ComposePlan
 	req := map[string]any{"compose_hash": p.ComposeHash, "kms_id": p.KMSID, "encrypted_env": "(elided)", "env_keys": out.EnvKeys}
 	pubKey := p.AppEnvEncryptKey
 	if p.OnChain {

@@ -40,7 +40,15 @@ type Journal struct {
 	App       *AppStep       `json:"app,omitempty"`
 	PubKey    *PubKeyStep    `json:"pubkey,omitempty"`
 	Commit    *CommitStep    `json:"commit,omitempty"`
-	Status    string         `json:"status,omitempty"`
+	// ComposeRead, ApproveTx and Approved are approve-after-read's steps
+	// (RevokeTx after-commit's on a violation); Restarted is set once the
+	// CVM refused at first boot was restarted.
+	ComposeRead *ComposeReadStep `json:"compose_read,omitempty"`
+	ApproveTx   *TxStep          `json:"approve_tx,omitempty"`
+	Approved    *ApprovedStep    `json:"approved,omitempty"`
+	RevokeTx    *TxStep          `json:"revoke_tx,omitempty"`
+	Restarted   bool             `json:"restarted,omitempty"`
+	Status      string           `json:"status,omitempty"`
 }
 
 // ProvisionStep records the provision answer the rest of the flow relies on.
@@ -57,6 +65,27 @@ type ProvisionStep struct {
 	ProvisionedAt      time.Time `json:"provisioned_at"`
 	InstanceType       string    `json:"instance_type,omitempty"`
 	ComposeHashChecked bool      `json:"compose_hash_checked,omitempty"`
+	// KMSTrust says how the KMS contract was trusted (pinned, flag, unpinned).
+	KMSTrust string `json:"kms_trust,omitempty"`
+	// ComposePlan is how the compose hash is established: predicted,
+	// approve-after-read (the AppAuth is deployed without it), after-commit
+	// or off. It is decided before anything is sent.
+	ComposePlan          string `json:"compose_plan,omitempty"`
+	ComposeSerialization string `json:"compose_serialization,omitempty"`
+}
+
+// ComposeReadStep records the committed app-compose read back and checked.
+type ComposeReadStep struct {
+	Verified      string `json:"verified"` // approved-after-read or checked-after-commit
+	Serialization string `json:"serialization"`
+	PreLaunch     string `json:"pre_launch_script"`
+}
+
+// ApprovedStep records an owner call that landed (or was found done).
+type ApprovedStep struct {
+	TxHash      string `json:"tx_hash,omitempty"` // empty: already allowed, nothing sent
+	BlockNumber uint64 `json:"block_number,omitempty"`
+	Owner       string `json:"owner,omitempty"`
 }
 
 // TxStep records a transaction from the moment it is signed, before it is
@@ -184,31 +213,45 @@ func (s JournalStore) Path(apiPrefix, name string) string {
 
 // Load reads the journal at path; a missing file gives (nil, nil).
 func (s JournalStore) Load(path string) (*Journal, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read journal %s: %w", path, err)
-	}
 	var j Journal
-	if err := json.Unmarshal(data, &j); err != nil {
-		return nil, fmt.Errorf("journal %s is damaged (%v): move it away or re-run with --fresh", path, err)
-	}
-	if j.Version != JournalVersion {
-		return nil, fmt.Errorf("journal %s has version %d, this cvmdeploy writes %d: finish it with the version that wrote it, or re-run with --fresh", path, j.Version, JournalVersion)
+	found, err := s.load(path, &j, func() int { return j.Version })
+	if err != nil || !found {
+		return nil, err
 	}
 	return &j, nil
 }
 
+// load decodes the journal file at path into v and checks its version.
+func (s JournalStore) load(path string, v any, version func() int) (bool, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read journal %s: %w", path, err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return false, fmt.Errorf("journal %s is damaged (%v): move it away or re-run with --fresh", path, err)
+	}
+	if version() != JournalVersion {
+		return false, fmt.Errorf("journal %s has version %d, this cvmdeploy writes %d: finish it with the version that wrote it, or re-run with --fresh", path, version(), JournalVersion)
+	}
+	return true, nil
+}
+
 // Save writes j to path atomically (temp file, fsync, rename) with mode 0600.
 func (s JournalStore) Save(path string, j *Journal) error {
+	j.Version = JournalVersion
+	j.UpdatedAt = time.Now().UTC()
+	return s.saveJSON(path, j)
+}
+
+// saveJSON writes v to path atomically with mode 0600.
+func (s JournalStore) saveJSON(path string, v any) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("create journal folder: %w", err)
 	}
-	j.Version = JournalVersion
-	j.UpdatedAt = time.Now().UTC()
-	data, err := json.MarshalIndent(j, "", "  ")
+	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode journal: %w", err)
 	}

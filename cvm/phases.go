@@ -9,6 +9,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 
+	"github.com/cvmdeploy/cvmdeploy/deployer"
 	"github.com/cvmdeploy/cvmdeploy/kms"
 )
 
@@ -21,6 +22,9 @@ type ProvisionFile struct {
 	EnvKeys     []string       `json:"env_keys"`
 	Provision   *ProvisionStep `json:"provision"`
 	Fingerprint string         `json:"fingerprint"`
+	// Expectation is what the app-compose must hold (the user's inputs), so
+	// that commit can check the committed document in another job.
+	Expectation *kms.ComposeExpectation `json:"expectation,omitempty"`
 }
 
 // Provision runs only phase one and returns what phase two needs.
@@ -40,7 +44,8 @@ func (r *Runner) Provision(ctx context.Context, cfg Config) (*ProvisionFile, err
 	if keys == nil {
 		keys = []string{}
 	}
-	return &ProvisionFile{Name: cfg.Name, APIPrefix: r.API.BaseURL(), EnvKeys: keys, Provision: d.j.Provision, Fingerprint: in.fingerprint}, nil
+	exp := d.expectation()
+	return &ProvisionFile{Name: cfg.Name, APIPrefix: r.API.BaseURL(), EnvKeys: keys, Provision: d.j.Provision, Fingerprint: in.fingerprint, Expectation: &exp}, nil
 }
 
 // SaveProvisionFile writes f to path (0600: it names the app, not secrets,
@@ -81,6 +86,9 @@ type CommitConfig struct {
 	EnvFiles        []string
 	EnvFlags        []string
 	Wait            bool
+	// Tx applies to an owner call the commit may make (allowing a checked
+	// compose hash, or revoking one that breaks the rule).
+	Tx deployer.TxOptions
 
 	InsecureSkipKeyVerification bool
 }
@@ -93,7 +101,7 @@ func (r *Runner) Commit(ctx context.Context, cfg CommitConfig) (*Result, error) 
 	if pf == nil || pf.Provision == nil {
 		return nil, fmt.Errorf("%w: a provision file is required", ErrInvalidConfig)
 	}
-	cc := Config{Name: pf.Name, EnvFiles: cfg.EnvFiles, EnvFlags: cfg.EnvFlags, Wait: cfg.Wait, InsecureSkipKeyVerification: cfg.InsecureSkipKeyVerification}
+	cc := Config{Name: pf.Name, EnvFiles: cfg.EnvFiles, EnvFlags: cfg.EnvFlags, Wait: cfg.Wait, Tx: cfg.Tx, InsecureSkipKeyVerification: cfg.InsecureSkipKeyVerification}
 	env, err := kms.LoadEnv(cfg.EnvFiles, cfg.EnvFlags)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -102,8 +110,15 @@ func (r *Runner) Commit(ctx context.Context, cfg CommitConfig) (*Result, error) 
 	if !slices.Equal(in.envKeys, pf.EnvKeys) && !(len(in.envKeys) == 0 && len(pf.EnvKeys) == 0) {
 		return nil, fmt.Errorf("%w: the env keys %v differ from the provisioned ones %v; they are part of the compose hash: provision again with this env", ErrInvalidConfig, in.envKeys, pf.EnvKeys)
 	}
-	d := &run{Runner: r.unjournaled(), cfg: cc, in: in, res: &Result{Name: pf.Name}, j: &Journal{Provision: pf.Provision}}
+	d := &run{Runner: r.unjournaled(), cfg: cc, in: in, res: &Result{Name: pf.Name}, j: &Journal{Provision: pf.Provision}, expect: pf.Expectation}
 	defer d.closeChain()
+	if p := pf.Provision; p.OnChain {
+		trust, err := d.trustKMS(p.ChainID, p.KMSContract)
+		if err != nil {
+			return nil, err
+		}
+		p.KMSTrust = trust
+	}
 	d.fillFromProvision()
 	pubKey := pf.Provision.AppEnvEncryptKey
 	if pf.Provision.OnChain {
@@ -127,10 +142,8 @@ func (r *Runner) Commit(ctx context.Context, cfg CommitConfig) (*Result, error) 
 		}
 		d.j.App = &AppStep{AppID: app.Hex(), ContractAddress: contract.Hex(), DeployerAddress: deployerAddr.Hex()}
 		d.fillFromApp()
-		if !cfg.InsecureSkipKeyVerification {
-			if err := d.connectChain(ctx); err != nil {
-				return nil, err
-			}
+		if err := d.connectChain(ctx); err != nil {
+			return nil, err
 		}
 		if pubKey, err = d.appKey(ctx); err != nil {
 			return nil, err

@@ -2,15 +2,30 @@ package cvm
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/core/types"
 
 	"github.com/cvmdeploy/cvmdeploy/deployer"
 	"github.com/cvmdeploy/cvmdeploy/kms"
 	"github.com/cvmdeploy/cvmdeploy/phala"
+)
+
+// Steps of an update, in order; they name its journal boundaries.
+const (
+	UpdateStepBase     = "update-base"     // the current document, checked against the chain
+	UpdateStepPrepare  = "update-prepare"  // PATCH with X-Prepare-Only: the new hash and commit token
+	UpdateStepVerify   = "update-verify"   // the new hash is the current document with the user's changes
+	UpdateStepApprove  = "update-approve"  // addDevice/addComposeHash mined (or already allowed)
+	UpdateStepCommit   = "update-commit"   // commit-update accepted
+	UpdateStepTx       = "update-tx"       // an owner call signed, before it is broadcast
+	UpdateStepAccepted = "update-accepted" // no on-chain change was needed: applied at once
 )
 
 // UpdateConfig is a change to a running CVM: a new compose file, a new env,
@@ -31,6 +46,12 @@ type UpdateConfig struct {
 	// AllowMissingEnv lets ${VAR} references without a value through.
 	AllowMissingEnv             bool
 	InsecureSkipKeyVerification bool
+	// ComposeCheck "off" approves the cloud's new hash unchecked; any other
+	// value (the default) checks it against the current document plus the
+	// user's changes before anything is approved.
+	ComposeCheck string
+	// Fresh forgets the journal of an earlier, unfinished run of this update.
+	Fresh bool
 }
 
 // UpdateResult is the outcome of an update.
@@ -43,10 +64,18 @@ type UpdateResult struct {
 	OnChain []OnChainCall `json:"onchain_calls,omitempty"`
 	// CommitToken is set with --prepare-only: pass it to commit-update once
 	// the multisig executed OnChain.
-	CommitToken string   `json:"commit_token,omitempty"`
-	ChainID     uint64   `json:"chain_id,omitempty"`
-	Status      string   `json:"status"`
-	Warnings    []string `json:"warnings,omitempty"`
+	CommitToken string `json:"commit_token,omitempty"`
+	ChainID     uint64 `json:"chain_id,omitempty"`
+	// Owner is the AppAuth's owner, who must approve the calls.
+	Owner string `json:"owner,omitempty"`
+	// KMSTrust and ComposeVerified say how the KMS and the new compose hash
+	// were established (see Result).
+	KMSTrust        string   `json:"kms_trust,omitempty"`
+	ComposeVerified string   `json:"compose_verified,omitempty"`
+	Status          string   `json:"status"`
+	Resumed         []string `json:"resumed_steps,omitempty"`
+	Journal         string   `json:"journal,omitempty"`
+	Warnings        []string `json:"warnings,omitempty"`
 }
 
 // OnChainCall is one owner-only call on the AppAuth.
@@ -58,12 +87,80 @@ type OnChainCall struct {
 	Skipped  string `json:"skipped,omitempty"`
 }
 
-// Update changes a CVM's compose and/or env. When the new compose hash must
-// be allowed on-chain (HTTP 465), it adds the device and the hash to the
-// AppAuth with the signer (what is already allowed on-chain is not sent
-// again, so a re-run pays nothing twice) and confirms; with PrepareOnly it
-// stops at the commit token and the calls a multisig must make.
+// update is the state of one Update call.
+type update struct {
+	*Runner
+	cfg     UpdateConfig
+	patch   phala.PatchCVMRequest
+	env     []kms.EnvVar
+	envGive bool
+	changes kms.ComposeChanges
+	j       *UpdateJournal
+	path    string
+	res     *UpdateResult
+	cur     *phala.CVM
+	chain   *deployer.Client
+	app     common.Address
+}
+
+// Update changes a CVM's compose and/or env as journaled steps: read the
+// current document and check that the chain allows it; prepare the update
+// (the service answers the new compose hash and a commit token); check that
+// the new hash is exactly the current document with the user's changes;
+// allow the node's device and the hash on the AppAuth through its owner;
+// commit with the token; wait. A re-run resumes at the first step not done
+// and never approves or commits twice. With PrepareOnly it stops after the
+// check, with the token and the calls the owner must make.
 func (r *Runner) Update(ctx context.Context, cfg UpdateConfig) (*UpdateResult, error) {
+	u, err := r.newUpdate(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := u.openJournal(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if u.chain != nil {
+			u.chain.Close()
+		}
+	}()
+	if err := u.lookup(ctx); err != nil {
+		return u.res, err
+	}
+	if err := u.readBase(ctx); err != nil {
+		return u.res, err
+	}
+	if err := u.prepare(ctx); err != nil {
+		return u.res, err
+	}
+	if u.j.Accepted != "" {
+		u.res.CorrelationID = u.j.Accepted
+		return u.res, u.finish(ctx)
+	}
+	if err := u.verifyNew(); err != nil {
+		return u.res, err
+	}
+	calls, info, err := u.neededCalls(ctx)
+	if err != nil {
+		return u.res, err
+	}
+	if cfg.PrepareOnly {
+		u.res.CommitToken = u.j.Prepared.CommitToken
+		u.res.Status = "prepared"
+		u.say("✓ prepared: have the owner (%s) execute %d call(s) on %s, then run commit-update with the token (or re-run this update)", info.Owner.Hex(), len(calls), u.app.Hex())
+		return u.res, nil
+	}
+	if err := u.approve(ctx, calls, info); err != nil {
+		return u.res, err
+	}
+	if err := u.commit(ctx); err != nil {
+		return u.res, err
+	}
+	return u.res, u.finish(ctx)
+}
+
+// newUpdate reads and checks everything local; it sends nothing.
+func (r *Runner) newUpdate(cfg UpdateConfig) (*update, error) {
 	if strings.TrimSpace(cfg.CVM) == "" {
 		return nil, fmt.Errorf("%w: --cvm is required (the CVM id, UUID, name or app id)", ErrInvalidConfig)
 	}
@@ -73,31 +170,36 @@ func (r *Runner) Update(ctx context.Context, cfg UpdateConfig) (*UpdateResult, e
 	if err := cfg.Tx.Check(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
+	if err := checkComposeMode(cfg.ComposeCheck); err != nil {
+		return nil, err
+	}
 	compose, preLaunch, err := readComposePayload(cfg.ComposeFile, cfg.PreLaunchScriptFile)
 	if err != nil {
 		return nil, err
 	}
-	patch := phala.PatchCVMRequest{PreLaunchScript: preLaunch}
+	u := &update{Runner: r, cfg: cfg, res: &UpdateResult{CVMID: cfg.CVM, Status: "accepted"}}
+	u.patch.PreLaunchScript = preLaunch
+	u.changes.PreLaunchScript = preLaunch
 	if cfg.ComposeFile != "" {
-		patch.DockerComposeFile = &compose
+		u.patch.DockerComposeFile = &compose
+		u.changes.DockerCompose = &compose
 	}
-	envGiven := len(cfg.EnvFiles) > 0 || len(cfg.EnvFlags) > 0
-	var env []kms.EnvVar
-	if envGiven {
-		if env, err = kms.LoadEnv(cfg.EnvFiles, cfg.EnvFlags); err != nil {
+	u.envGive = len(cfg.EnvFiles) > 0 || len(cfg.EnvFlags) > 0
+	if u.envGive {
+		if u.env, err = kms.LoadEnv(cfg.EnvFiles, cfg.EnvFlags); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 		// Updates replace the env as a whole; the key set becomes the new
 		// allowed_envs, which is part of the compose hash.
-		patch.AllowedEnvs = kms.Keys(env)
-		if patch.AllowedEnvs == nil {
-			patch.AllowedEnvs = []string{}
+		u.patch.AllowedEnvs = kms.Keys(u.env)
+		if u.patch.AllowedEnvs == nil {
+			u.patch.AllowedEnvs = []string{}
 		}
+		u.changes.AllowedEnvs = u.patch.AllowedEnvs
 	}
-	res := &UpdateResult{Status: "accepted"}
-	if compose != "" && envGiven {
+	if compose != "" && u.envGive {
 		provided := map[string]bool{}
-		for _, k := range patch.AllowedEnvs {
+		for _, k := range u.patch.AllowedEnvs {
 			provided[k] = true
 		}
 		if missing := MissingComposeVars(compose, provided); len(missing) > 0 {
@@ -105,180 +207,461 @@ func (r *Runner) Update(ctx context.Context, cfg UpdateConfig) (*UpdateResult, e
 			if !cfg.AllowMissingEnv {
 				return nil, fmt.Errorf("%w: %s (pass them, give a default like ${VAR:-value}, or use --allow-missing-env)", ErrInvalidConfig, msg)
 			}
-			res.Warnings = append(res.Warnings, msg)
+			u.res.Warnings = append(u.res.Warnings, msg)
 		}
 	}
-	say := func(format string, args ...any) {
-		if r.Progress != nil {
-			r.Progress(format, args...)
-		}
-	}
+	return u, nil
+}
 
-	cur, err := r.API.GetCVM(ctx, cfg.CVM)
-	if err != nil {
-		return nil, fmt.Errorf("look up CVM %s: %w", cfg.CVM, err)
+// fingerprint ties an update journal to its inputs (env keys, not values).
+func (u *update) fingerprint() string {
+	h := sha256.New()
+	field := func(s string) { fmt.Fprintf(h, "%d:%s;", len(s), s) }
+	field(u.cfg.CVM)
+	if u.patch.DockerComposeFile != nil {
+		field("compose=" + *u.patch.DockerComposeFile)
 	}
-	res.CVMID = cfg.CVM
+	if u.patch.PreLaunchScript != nil {
+		field("pre=" + *u.patch.PreLaunchScript)
+	}
+	if u.envGive {
+		field("env=" + strings.Join(u.patch.AllowedEnvs, ","))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// lookup reads the CVM, checks its KMS against the trust anchors and
+// connects to its chain. It changes nothing.
+func (u *update) lookup(ctx context.Context) error {
+	cur, err := u.API.GetCVM(ctx, u.cfg.CVM)
+	if err != nil {
+		return fmt.Errorf("look up CVM %s: %w", u.cfg.CVM, err)
+	}
+	u.cur = cur
 	if cur.AppID != nil {
-		res.AppID = *cur.AppID
+		u.res.AppID = *cur.AppID
 	}
-	onChain := cur.KMSInfo != nil && cur.KMSInfo.OnChain()
-	var chain *deployer.Client
-	if onChain {
-		if r.RPCURL == "" {
-			return nil, fmt.Errorf("%w: CVM %s uses an on-chain KMS: pass --rpc-url (or set ETH_RPC_URL)", ErrInvalidConfig, cfg.CVM)
-		}
-		if chain, err = deployer.Dial(ctx, r.RPCURL); err != nil {
-			return nil, err
-		}
-		defer chain.Close()
-		chain.ExpectChainID = uint64(*cur.KMSInfo.ChainID)
-		res.ChainID = chain.ExpectChainID
+	contract, chainID, _, onChain := kmsOf(cur)
+	if !onChain {
+		return nil
 	}
-	if envGiven {
-		key, err := r.updateEnvKey(ctx, cur, chain, cfg)
-		if err != nil {
-			return nil, err
-		}
-		enc, err := kms.EncryptEnv(env, key)
-		if err != nil {
-			return nil, fmt.Errorf("encrypt the env: %w", err)
-		}
-		patch.EncryptedEnv = &enc
-		say("✓ env encrypted locally (%d variables)", len(env))
-	}
-
-	say("→ updating CVM %s", cfg.CVM)
-	out, err := r.API.UpdateCVM(ctx, cfg.CVM, patch, phala.UpdateOptions{PrepareOnly: cfg.PrepareOnly})
+	trust, err := u.trustKMS(chainID, contract)
 	if err != nil {
-		return nil, fmt.Errorf("update CVM %s: %w", cfg.CVM, err)
+		return err
 	}
-	if out.Accepted != nil {
-		res.CorrelationID = out.Accepted.CorrelationID
-		say("✓ update accepted (no on-chain change needed)")
-		return res, r.waitUpdated(ctx, cfg, res)
+	u.res.KMSTrust = trust
+	u.res.ChainID = chainID
+	if u.cfg.ChainID != 0 && u.cfg.ChainID != chainID {
+		return fmt.Errorf("%w: --chain says chain %d but CVM %s's KMS lives on chain %d", ErrChainMismatch, u.cfg.ChainID, u.cfg.CVM, chainID)
 	}
-	reg := out.Registration
-	res.ComposeHash = reg.ComposeHash
-	if reg.AppID != "" {
-		res.AppID = reg.AppID
+	if u.RPCURL == "" {
+		return fmt.Errorf("%w: CVM %s uses an on-chain KMS: pass --rpc-url (or set ETH_RPC_URL)", ErrInvalidConfig, u.cfg.CVM)
 	}
-	if chain == nil {
-		return nil, fmt.Errorf("the service asks to register compose hash %s on-chain, but CVM %s reports no on-chain KMS", reg.ComposeHash, cfg.CVM)
+	if u.app, err = appAddress(u.res.AppID); err != nil {
+		return err
 	}
-	app, err := appAddress(res.AppID)
+	if u.chain, err = deployer.Dial(ctx, u.RPCURL); err != nil {
+		return err
+	}
+	u.chain.ExpectChainID = chainID
+	return nil
+}
+
+func (u *update) onChain() bool { return u.chain != nil }
+
+// readBase is step 1: the CVM's current app-compose, which must be a
+// document the chain allows (its hash in one of the known serializations
+// is allowed on the AppAuth). It is the base of the update's document.
+func (u *update) readBase(ctx context.Context) error {
+	if u.j.Base != nil {
+		u.res.Resumed = append(u.res.Resumed, UpdateStepBase)
+		return nil
+	}
+	if !u.onChain() || u.cfg.ComposeCheck == ComposeCheckOff {
+		return nil // nothing is approved on-chain from it
+	}
+	raw, err := u.API.ComposeFile(ctx, u.cfg.CVM)
+	if err != nil {
+		return fmt.Errorf("read CVM %s's current app-compose: %w", u.cfg.CVM, err)
+	}
+	doc, err := parseComposeObject(raw)
+	if err != nil {
+		return fmt.Errorf("%w: CVM %s's current app-compose: %w", ErrComposeRule, u.cfg.CVM, err)
+	}
+	var tried []string
+	for _, s := range []kms.Serialization{kms.SerializationCompact, kms.SerializationIndent4} {
+		b, err := kms.SerializeAppCompose(doc, s)
+		if err != nil {
+			return fmt.Errorf("%w: CVM %s's current app-compose: %w", ErrComposeRule, u.cfg.CVM, err)
+		}
+		sum := sha256.Sum256(b)
+		hash := [32]byte(sum)
+		info, err := u.chain.AppInfo(ctx, deployer.AppInfoQuery{App: u.app, ComposeHash: &hash})
+		if err != nil {
+			return fmt.Errorf("read AppAuth %s: %w", u.app.Hex(), err)
+		}
+		h := hex.EncodeToString(sum[:])
+		if info.ComposeHashAllowed != nil && *info.ComposeHashAllowed {
+			u.j.Base = &UpdateBase{ComposeHash: h, Serialization: string(s), Doc: string(b)}
+			u.say("✓ current app-compose read: hash %s (%s) is allowed on AppAuth %s", shortHex(h), s, u.app.Hex())
+			return u.save(UpdateStepBase)
+		}
+		tried = append(tried, fmt.Sprintf("%s (%s)", h, s))
+	}
+	return fmt.Errorf("%w: CVM %s's current app-compose hashes to %s, and AppAuth %s allows none of them: it is not a document the chain approved, so no update is built on it", ErrComposeRule, u.cfg.CVM, strings.Join(tried, " or "), u.app.Hex())
+}
+
+func parseComposeObject(raw []byte) (map[string]any, error) {
+	v, err := kms.ParseJSON(raw)
 	if err != nil {
 		return nil, err
 	}
-	hash, err := hexBytes32(reg.ComposeHash)
-	if err != nil {
-		return nil, fmt.Errorf("465 answer compose_hash: %w", err)
+	doc, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: an app-compose must be a JSON object", kms.ErrInvalidJSON)
 	}
-	q := deployer.AppInfoQuery{App: app, ComposeHash: &hash}
+	return doc, nil
+}
+
+// prepare is step 2: encrypt the new env to the app's verified key, and
+// PATCH with X-Prepare-Only. The service answers the new compose hash, the
+// node's device and a one-time commit token (465), or applies an update
+// that needs nothing on-chain at once (202).
+func (u *update) prepare(ctx context.Context) error {
+	if p := u.j.Prepared; p != nil {
+		u.res.Resumed = append(u.res.Resumed, UpdateStepPrepare)
+		u.fillPrepared()
+		return nil
+	}
+	if u.j.Accepted != "" {
+		u.res.Resumed = append(u.res.Resumed, UpdateStepAccepted)
+		return nil
+	}
+	reg, acc, err := u.send(ctx)
+	if err != nil {
+		return err
+	}
+	if acc != nil {
+		u.j.Accepted = acc.CorrelationID
+		u.say("✓ update accepted (no on-chain change needed)")
+		return u.save(UpdateStepAccepted)
+	}
+	u.j.Prepared = &UpdatePrepared{ComposeHash: reg.ComposeHash, DeviceID: reg.DeviceID, AppID: reg.AppID, CommitToken: reg.CommitToken}
+	u.fillPrepared()
+	u.say("✓ prepared: new compose hash %s", shortHex(reg.ComposeHash))
+	return u.save(UpdateStepPrepare)
+}
+
+// send encrypts the env and sends the PATCH; it checks that a 465 names
+// this CVM's app and KMS.
+func (u *update) send(ctx context.Context) (*phala.ComposeHashRegistrationRequired, *phala.UpdateAccepted, error) {
+	patch := u.patch
+	if u.envGive {
+		key, err := u.envKey(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		enc, err := kms.EncryptEnv(u.env, key)
+		if err != nil {
+			return nil, nil, fmt.Errorf("encrypt the env: %w", err)
+		}
+		patch.EncryptedEnv = &enc
+		u.say("✓ env encrypted locally (%d variables)", len(u.env))
+	}
+	u.say("→ preparing the update of CVM %s", u.cfg.CVM)
+	out, err := u.API.UpdateCVM(ctx, u.cfg.CVM, patch, phala.UpdateOptions{PrepareOnly: u.onChain()})
+	if err != nil {
+		return nil, nil, fmt.Errorf("update CVM %s: %w", u.cfg.CVM, err)
+	}
+	if out.Accepted != nil {
+		return nil, out.Accepted, nil
+	}
+	reg := out.Registration
+	if !u.onChain() {
+		return nil, nil, fmt.Errorf("the service asks to register compose hash %s on-chain, but CVM %s reports no on-chain KMS", reg.ComposeHash, u.cfg.CVM)
+	}
+	if reg.AppID != "" {
+		if a, err := appAddress(reg.AppID); err != nil || a != u.app {
+			return nil, nil, fmt.Errorf("%w: the service's 465 names app %s, but CVM %s belongs to app %s; nothing was approved", ErrComposeRule, reg.AppID, u.cfg.CVM, u.app.Hex())
+		}
+	}
+	if ki := reg.KMSInfo; ki != nil && ki.KMSContractAddress != nil {
+		if want, _, _, _ := kmsOf(u.cur); !strings.EqualFold(*ki.KMSContractAddress, want) {
+			return nil, nil, fmt.Errorf("%w: the service's 465 names KMS %s, but CVM %s uses %s; nothing was approved", ErrKMSUntrusted, *ki.KMSContractAddress, u.cfg.CVM, want)
+		}
+	}
+	if reg.CommitToken == "" {
+		return nil, nil, fmt.Errorf("the service's 465 carries no commit token for CVM %s", u.cfg.CVM)
+	}
+	return reg, nil, nil
+}
+
+// envKey is the key to encrypt the new env to: the on-chain KMS's key for
+// the app (verified against the trusted KMS on the chain, the one key check
+// every flow uses), or the cloud KMS's.
+func (u *update) envKey(ctx context.Context) (string, error) {
+	if !u.onChain() {
+		if u.cur.EncryptedEnvPubkey == nil || *u.cur.EncryptedEnvPubkey == "" {
+			return "", fmt.Errorf("CVM %s has no encrypted_env_pubkey to encrypt the new env to", u.cfg.CVM)
+		}
+		return *u.cur.EncryptedEnvPubkey, nil
+	}
+	contract, chainID, ref, _ := kmsOf(u.cur)
+	step, err := u.verifiedAppKey(ctx, u.chain, keyCheck{
+		KMSRef: ref, KMSContract: common.HexToAddress(contract), ChainID: chainID,
+		AppID: u.app.Hex(), Skip: u.cfg.InsecureSkipKeyVerification,
+	})
+	if err != nil {
+		return "", err
+	}
+	return step.PublicKey, nil
+}
+
+func (u *update) fillPrepared() {
+	p := u.j.Prepared
+	u.res.ComposeHash = p.ComposeHash
+	if v := u.j.Verified; v != "" {
+		u.res.ComposeVerified = v
+	}
+}
+
+// verifyNew is step 3: the prepared compose hash must be the hash of the
+// current (approved) document with exactly the user's changes. A match
+// proves every byte that gets approved.
+func (u *update) verifyNew() error {
+	if u.j.Verified != "" {
+		u.res.Resumed = append(u.res.Resumed, UpdateStepVerify)
+		u.res.ComposeVerified = u.j.Verified
+		return nil
+	}
+	p := u.j.Prepared
+	if u.cfg.ComposeCheck == ComposeCheckOff {
+		u.say("warning: --compose-check=off: compose hash %s is approved as the cloud answered it; NOTHING checks that it is your current document with your changes", p.ComposeHash)
+		u.j.Verified = ComposeUnchecked
+		u.res.ComposeVerified = ComposeUnchecked
+		return u.save(UpdateStepVerify)
+	}
+	base, err := parseComposeObject([]byte(u.j.Base.Doc))
+	if err != nil {
+		return fmt.Errorf("the journal's base document is damaged: %w", err)
+	}
+	next := kms.ApplyComposeChanges(base, u.changes)
+	order := []kms.Serialization{kms.Serialization(u.j.Base.Serialization), kms.SerializationCompact, kms.SerializationIndent4}
+	var tried []string
+	for _, s := range order {
+		b, err := kms.SerializeAppCompose(next, s)
+		if err != nil {
+			return fmt.Errorf("%w: the updated app-compose: %w", ErrComposeRule, err)
+		}
+		sum := sha256.Sum256(b)
+		if h := hex.EncodeToString(sum[:]); h == p.ComposeHash {
+			u.j.Verified = ComposeRead
+			u.res.ComposeVerified = ComposeRead
+			u.say("✓ new compose hash %s checked: it is your current document with your changes (%s)", shortHex(h), s)
+			return u.save(UpdateStepVerify)
+		} else {
+			tried = append(tried, fmt.Sprintf("%s (%s)", h, s))
+		}
+	}
+	return fmt.Errorf("%w: the service's new compose hash %s is not the hash of CVM %s's current document with your changes (that is %s): the cloud would run something else; nothing was approved on-chain", ErrComposeRule, p.ComposeHash, u.cfg.CVM, strings.Join(tried[:1], ""))
+}
+
+// neededCalls reads from the chain what is still missing for the prepared
+// hash and device: the chain, not the service's onchain_status, decides
+// what is paid for.
+func (u *update) neededCalls(ctx context.Context) ([]deployer.AppCall, *deployer.AppInfo, error) {
+	p := u.j.Prepared
+	hash, err := hexBytes32(p.ComposeHash)
+	if err != nil {
+		return nil, nil, fmt.Errorf("465 answer compose_hash: %w", err)
+	}
+	q := deployer.AppInfoQuery{App: u.app, ComposeHash: &hash}
 	var device [32]byte
-	if reg.DeviceID != "" {
-		if device, err = hexBytes32(reg.DeviceID); err != nil {
-			return nil, fmt.Errorf("465 answer device_id: %w", err)
+	if p.DeviceID != "" {
+		if device, err = hexBytes32(p.DeviceID); err != nil {
+			return nil, nil, fmt.Errorf("465 answer device_id: %w", err)
 		}
 		q.DeviceID = &device
 	}
-	// What is already allowed is read from the chain itself, not from the
-	// service's onchain_status: it decides what we pay for.
-	info, err := chain.AppInfo(ctx, q)
+	info, err := u.chain.AppInfo(ctx, q)
 	if err != nil {
-		return nil, fmt.Errorf("read AppAuth %s: %w", app.Hex(), err)
+		return nil, nil, fmt.Errorf("read AppAuth %s: %w", u.app.Hex(), err)
 	}
+	u.res.Owner = info.Owner.Hex()
 	var calls []deployer.AppCall
 	if q.DeviceID != nil && !info.AllowAnyDevice && (info.DeviceAllowed == nil || !*info.DeviceAllowed) {
 		calls = append(calls, deployer.AddDeviceCall(device))
 	}
-	hashAllowed := info.ComposeHashAllowed != nil && *info.ComposeHashAllowed
-	if !hashAllowed {
+	if info.ComposeHashAllowed == nil || !*info.ComposeHashAllowed {
 		calls = append(calls, deployer.AddComposeHashCall(hash))
 	}
+	u.res.OnChain = nil
 	for _, c := range calls {
-		res.OnChain = append(res.OnChain, OnChainCall{Function: c.Name, To: app.Hex(), Data: hexutil.Encode(c.Data)})
+		u.res.OnChain = append(u.res.OnChain, OnChainCall{Function: c.Name, To: u.app.Hex(), Data: hexutil.Encode(c.Data)})
 	}
-	if cfg.PrepareOnly {
-		res.CommitToken = reg.CommitToken
-		res.Status = "prepared"
-		say("✓ prepared: have the owner (%s) execute %d call(s) on %s, then run commit-update with the token", info.Owner.Hex(), len(calls), app.Hex())
-		return res, nil
-	}
-	if r.Signer == nil {
-		return nil, fmt.Errorf("%w: compose hash %s must be allowed on AppAuth %s: set PRIVATE_KEY (or --private-key-file, --keystore), or use --prepare-only for a multisig owner", ErrInvalidConfig, reg.ComposeHash, app.Hex())
-	}
-	if len(calls) > 0 && r.Confirm != nil {
-		names := make([]string, len(calls))
-		for i, c := range calls {
-			names[i] = c.Name
-		}
-		if err := r.Confirm(ctx, res.ChainID, fmt.Sprintf("send %s to AppAuth %s", strings.Join(names, " and "), app.Hex())); err != nil {
-			return res, err
-		}
-	}
-	txHash := phala.AlreadyRegistered
-	for i, c := range calls {
-		opts := cfg.Tx
-		opts.OnSent = func(h common.Hash) { say("→ %s sent: %s", c.Name, h.Hex()) }
-		tr, err := chain.SendAppCall(ctx, r.Signer, app, c, opts)
-		if err != nil {
-			return res, fmt.Errorf("%s on %s: %w", c.Name, app.Hex(), err)
-		}
-		res.OnChain[i].TxHash = tr.TxHash.Hex()
-		txHash = tr.TxHash.Hex()
-		say("✓ %s mined in block %d", c.Name, tr.BlockNumber)
-	}
-	if hashAllowed {
-		say("✓ compose hash %s is already allowed on-chain: nothing to send", shortHex(reg.ComposeHash))
-	}
-	acc, err := r.API.ConfirmUpdate(ctx, cfg.CVM, reg.ComposeHash, txHash)
-	if err != nil {
-		return res, fmt.Errorf("confirm the update: %w", err)
-	}
-	res.CorrelationID = acc.CorrelationID
-	say("✓ update confirmed")
-	return res, r.waitUpdated(ctx, cfg, res)
+	return calls, info, nil
 }
 
-// updateEnvKey returns the key to encrypt a CVM's new env to: the on-chain
-// KMS's key for the app (verified against the chain), or the cloud KMS's.
-func (r *Runner) updateEnvKey(ctx context.Context, cur *phala.CVM, chain *deployer.Client, cfg UpdateConfig) (string, error) {
-	if chain == nil {
-		if cur.EncryptedEnvPubkey == nil || *cur.EncryptedEnvPubkey == "" {
-			return "", fmt.Errorf("CVM %s has no encrypted_env_pubkey to encrypt the new env to", cfg.CVM)
-		}
-		return *cur.EncryptedEnvPubkey, nil
-	}
-	if cur.AppID == nil {
-		return "", fmt.Errorf("CVM %s has no app id", cfg.CVM)
-	}
-	ki := cur.KMSInfo
-	key, err := r.API.AppPubKey(ctx, ki.Ref(), *cur.AppID)
-	if err != nil {
-		return "", fmt.Errorf("fetch the app's env key: %w", err)
-	}
-	if cfg.InsecureSkipKeyVerification {
-		return key.PublicKey, nil
-	}
-	root, err := chain.KMSRootKey(ctx, common.HexToAddress(*ki.KMSContractAddress))
-	if err != nil {
-		return "", fmt.Errorf("read the KMS root key on-chain: %w", err)
-	}
-	p := kms.VerifyParams{AppID: *cur.AppID, PublicKey: key.PublicKey, Signature: key.Signature, RootKey: root}
-	if err := kms.VerifyAppKey(p); err != nil {
-		return "", fmt.Errorf("%w: %w; nothing was encrypted or sent", ErrKeyVerification, err)
-	}
-	return key.PublicKey, nil
-}
-
-func (r *Runner) waitUpdated(ctx context.Context, cfg UpdateConfig, res *UpdateResult) error {
-	if !cfg.Wait {
+// approve is step 4: the missing calls, sent by the signer when it owns the
+// AppAuth (each journaled from the moment it is signed), otherwise left to
+// the owner.
+func (u *update) approve(ctx context.Context, calls []deployer.AppCall, info *deployer.AppInfo) error {
+	if a := u.j.Approved; a != nil {
+		u.res.Resumed = append(u.res.Resumed, UpdateStepApprove)
 		return nil
 	}
-	st, err := r.WaitRunning(ctx, cfg.CVM)
+	if t := u.j.PendingTx; t != nil {
+		// A call signed by an earlier run: finish it before reading again.
+		u.res.Resumed = append(u.res.Resumed, UpdateStepTx)
+		u.say("… %s transaction %s was sent earlier: waiting for it instead of sending another", t.Function, t.Hash)
+		rcpt, err := u.resumeTx(ctx, &t.TxStep)
+		if err != nil {
+			return fmt.Errorf("resume %s %s: %w", t.Function, t.Hash, err)
+		}
+		u.j.TxHashes = append(u.j.TxHashes, rcpt.TxHash.Hex())
+		u.j.PendingTx = nil
+		if err := u.save(UpdateStepTx); err != nil {
+			return err
+		}
+		var err2 error
+		if calls, info, err2 = u.neededCalls(ctx); err2 != nil {
+			return err2
+		}
+	}
+	if len(calls) > 0 {
+		if u.Signer == nil || info.Owner != u.Signer.Address() {
+			names := make([]string, len(calls))
+			for i, c := range calls {
+				names[i] = c.Name
+			}
+			u.res.Status = "awaiting-approval"
+			if u.Signer == nil && info.Owner != (common.Address{}) {
+				return fmt.Errorf("%w: compose hash %s must be allowed on AppAuth %s by its owner %s (%s): set PRIVATE_KEY (or --private-key-file, --keystore) if that is you, or use --prepare-only for a multisig; re-run the same command once it is done", ErrApprovalPending, u.j.Prepared.ComposeHash, u.app.Hex(), info.Owner.Hex(), strings.Join(names, ", "))
+			}
+			return fmt.Errorf("%w: the AppAuth's owner %s must call %s on %s (calldata printed); re-run the same command once it is done", ErrApprovalPending, info.Owner.Hex(), strings.Join(names, " and "), u.app.Hex())
+		}
+		if u.Confirm != nil {
+			names := make([]string, len(calls))
+			for i, c := range calls {
+				names[i] = c.Name
+			}
+			if err := u.Confirm(ctx, u.res.ChainID, fmt.Sprintf("send %s to AppAuth %s", strings.Join(names, " and "), u.app.Hex())); err != nil {
+				return err
+			}
+		}
+	}
+	for i, c := range calls {
+		opts := u.cfg.Tx
+		opts.OnSigned = func(tx *types.Transaction) error {
+			if u.j.PendingTx == nil {
+				u.j.PendingTx = &UpdateTx{Function: c.Name}
+			}
+			if err := u.j.PendingTx.AddVariant(tx, u.Signer.Address(), u.now()); err != nil {
+				return err
+			}
+			return u.save(UpdateStepTx)
+		}
+		opts.OnSent = func(h common.Hash) { u.say("→ %s sent: %s", c.Name, h.Hex()) }
+		tr, err := u.chain.SendAppCall(ctx, u.Signer, u.app, c, opts)
+		if err != nil {
+			return fmt.Errorf("%s on %s: %w", c.Name, u.app.Hex(), err)
+		}
+		u.res.OnChain[i].TxHash = tr.TxHash.Hex()
+		u.j.TxHashes = append(u.j.TxHashes, tr.TxHash.Hex())
+		u.j.PendingTx = nil
+		u.say("✓ %s mined in block %d", c.Name, tr.BlockNumber)
+	}
+	if len(calls) == 0 && len(u.j.TxHashes) == 0 {
+		u.say("✓ compose hash %s and the device are already allowed on-chain: nothing to send", shortHex(u.j.Prepared.ComposeHash))
+	}
+	u.j.Approved = &ApprovedStep{Owner: info.Owner.Hex()}
+	if n := len(u.j.TxHashes); n > 0 {
+		u.j.Approved.TxHash = u.j.TxHashes[n-1]
+	}
+	return u.save(UpdateStepApprove)
+}
+
+func (u *update) resumeTx(ctx context.Context, t *TxStep) (*types.Receipt, error) {
+	tx, err := t.Signed()
+	if err != nil {
+		return nil, fmt.Errorf("the journal's raw transaction is damaged (%v): check %s on an explorer", err, t.Hash)
+	}
+	opts := u.cfg.Tx
+	opts.OnSigned = func(tx *types.Transaction) error {
+		if err := t.AddVariant(tx, u.Signer.Address(), u.now()); err != nil {
+			return err
+		}
+		return u.save(UpdateStepTx)
+	}
+	return u.chain.ResumeTx(ctx, u.Signer, tx, t.Variants(), opts)
+}
+
+// commit is step 5: commit-update with the token, the hash and the
+// transaction that allowed it. A token that expired meanwhile (466) is
+// replaced by preparing again, once, and only if the service answers the
+// same, already approved hash.
+func (u *update) commit(ctx context.Context) error {
+	if u.j.Committed != "" {
+		u.res.Resumed = append(u.res.Resumed, UpdateStepCommit)
+		u.res.CorrelationID = u.j.Committed
+		return nil
+	}
+	p := u.j.Prepared
+	txHash := phala.AlreadyRegistered
+	if u.j.Approved != nil && u.j.Approved.TxHash != "" {
+		txHash = u.j.Approved.TxHash
+	}
+	u.say("→ committing the update")
+	out, err := u.API.CommitUpdate(ctx, u.cfg.CVM, phala.CommitUpdateRequest{Token: p.CommitToken, ComposeHash: p.ComposeHash, TransactionHash: txHash})
+	var ae *phala.APIError
+	if errors.As(err, &ae) && ae.Status == 466 {
+		if !u.envGive && u.patch.DockerComposeFile == nil && u.patch.PreLaunchScript == nil {
+			return fmt.Errorf("commit-update: %w", err)
+		}
+		u.say("… the prepared update expired (466): preparing it again")
+		reg, acc, err2 := u.send(ctx)
+		switch {
+		case err2 != nil:
+			return fmt.Errorf("prepare again after 466: %w", err2)
+		case acc != nil:
+			out, err = &phala.CommitUpdateResponse{CorrelationID: acc.CorrelationID, Status: "accepted"}, nil
+		case reg.ComposeHash != p.ComposeHash:
+			return fmt.Errorf("%w: preparing again after 466 answered compose hash %s, not the approved %s; nothing was committed", ErrComposeRule, reg.ComposeHash, p.ComposeHash)
+		default:
+			p.CommitToken = reg.CommitToken
+			if err := u.save(UpdateStepPrepare); err != nil {
+				return err
+			}
+			out, err = u.API.CommitUpdate(ctx, u.cfg.CVM, phala.CommitUpdateRequest{Token: p.CommitToken, ComposeHash: p.ComposeHash, TransactionHash: txHash})
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("commit the update: %w", err)
+	}
+	u.j.Committed = out.CorrelationID
+	u.res.CorrelationID = out.CorrelationID
+	u.say("✓ update committed")
+	return u.save(UpdateStepCommit)
+}
+
+// finish waits for the CVM when asked, and closes the journal: a finished
+// update is not resumed by the next one.
+func (u *update) finish(ctx context.Context) error {
+	if u.j.Committed != "" || u.j.Accepted != "" {
+		u.res.Status = "accepted"
+		if u.path != "" {
+			if err := u.Journals.Remove(u.path); err != nil {
+				return err
+			}
+			u.res.Journal = ""
+		}
+	}
+	if !u.cfg.Wait {
+		return nil
+	}
+	st, err := u.WaitRunning(ctx, u.cfg.CVM)
 	if st.Status != "" {
-		res.Status = st.Status
+		u.res.Status = st.Status
 	}
 	return err
 }

@@ -16,33 +16,6 @@ import (
 	"github.com/cvmdeploy/cvmdeploy/deployer"
 )
 
-// Exit codes of the chain commands (see exit.go):
-//   - 2 (usage): malformed flags, addresses, hashes, keys; nothing was sent.
-//   - 3 (reverted): a transaction was mined and reverted (*deployer.RevertError).
-//   - 5 (network): the RPC node did not answer, or the receipt wait timed out
-//     (*deployer.RPCError, *deployer.TimeoutError; the tx may still be mined).
-//   - 7 (verify): a preflight check failed before signing, so nothing was
-//     sent: wrong chain, no contract at the address, insufficient funds, not
-//     the owner, the call would revert at estimation, --gas-price below the
-//     base fee (everything matching deployer.ErrPreflight).
-func init() {
-	exitClassifiers = append(exitClassifiers, classifyChainError)
-}
-
-func classifyChainError(err error) int {
-	var re *deployer.RevertError
-	var te *deployer.TimeoutError
-	switch {
-	case errors.As(err, &re):
-		return ExitReverted
-	case errors.Is(err, deployer.ErrRPCUnreachable), errors.As(err, &te):
-		return ExitNetwork
-	case errors.Is(err, deployer.ErrPreflight):
-		return ExitVerify
-	}
-	return 0
-}
-
 // privateKeyEnv is the variable the signing key is read from. Foundry reads
 // no env var for the key; release workflows pass secrets as env, so we do.
 const privateKeyEnv = "PRIVATE_KEY"

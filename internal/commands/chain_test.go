@@ -75,28 +75,3 @@ func TestParseSeconds(t *testing.T) {
 		}
 	}
 }
-
-// TestClassifyChainError pins the exit code of each deployer error type.
-func TestClassifyChainError(t *testing.T) {
-	cases := []struct {
-		err  error
-		code int
-	}{
-		{&deployer.RevertError{}, ExitReverted},
-		{fmt.Errorf("addComposeHash: %w", &deployer.RevertError{}), ExitReverted},
-		{&deployer.RPCError{URL: "http://x", Method: "eth_chainId", Err: errors.New("refused")}, ExitNetwork},
-		{&deployer.TimeoutError{}, ExitNetwork},
-		{&deployer.ChainMismatchError{Want: 1, Got: 2}, ExitVerify},
-		{&deployer.NoCodeError{}, ExitVerify},
-		{&deployer.NotOwnerError{}, ExitVerify},
-		{&deployer.InsufficientFundsError{}, ExitVerify},
-		{&deployer.EstimateRevertError{}, ExitVerify},
-		{&deployer.FeeTooLowError{}, ExitVerify},
-		{errors.New("other"), 0},
-	}
-	for _, tc := range cases {
-		if got := classifyChainError(tc.err); got != tc.code {
-			t.Fatalf("classifyChainError(%T) = %d, want %d", tc.err, got, tc.code)
-		}
-	}
-}

@@ -23,36 +23,6 @@ func init() {
 	registerCommands(func() []*cli.Command {
 		return []*cli.Command{deployCommand(), updateCommand(), commitUpdateCommand(), provisionCommand(), commitCommand()}
 	})
-	exitClassifiers = append(exitClassifiers, classifyFlowError)
-}
-
-// classifyFlowError maps the deploy flow's and the API client's errors.
-func classifyFlowError(err error) int {
-	var ae *phala.APIError
-	var ne *phala.NetworkError
-	var be *phala.BootError
-	switch {
-	case errors.Is(err, cvm.ErrInvalidConfig), errors.Is(err, phala.ErrInvalidInput):
-		return ExitUsage
-	case errors.Is(err, cvm.ErrBootFailed), errors.As(err, &be):
-		return ExitBoot
-	case errors.Is(err, cvm.ErrKeyVerification), errors.Is(err, cvm.ErrChainMismatch):
-		return ExitVerify
-	case errors.Is(err, phala.ErrMissingAPIKey):
-		return ExitAuth
-	case errors.As(err, &ae):
-		if ae.IsAuth() {
-			return ExitAuth
-		}
-		return ExitAPI
-	case errors.As(err, &ne):
-		return ExitNetwork
-	}
-	var de *phala.DecodeError
-	if errors.As(err, &de) {
-		return ExitAPI
-	}
-	return 0
 }
 
 // apiFlags select the Phala Cloud API. The key is only read from the
@@ -114,7 +84,8 @@ func deployCommand() *cli.Command {
 		&cli.StringFlag{Name: "batch", Usage: "deploy several apps from a JSON file {\"apps\": [{\"name\", \"compose\", \"env_files\", \"pre_launch_script\", \"instance_type\", \"kms\"}]}: all AppAuths go out with consecutive nonces, then each app commits; other flags apply to every app"},
 		&cli.BoolFlag{Name: "dev", Usage: "deploy on a throwaway local testnet started in-process (embedded chain + local cloud): no account, no key, nothing to install"},
 	}
-	flags = withCommon(flags, envFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags())
+	flags = append(flags, composeCheckFlag(), safeFileFlag())
+	flags = withCommon(flags, envFlags(), trustFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags())
 	return &cli.Command{
 		Name:  "deploy",
 		Usage: "deploy a docker-compose app to a CVM: provision, AppAuth on-chain, verified env key, local encryption, commit",
@@ -142,7 +113,11 @@ func (s *flowSetup) close() {
 // newFlowSetup builds the runner from the flags (or from a --dev testnet).
 func newFlowSetup(c *cli.Context, needSigner bool) (*flowSetup, error) {
 	p := newProgress(c)
-	s := &flowSetup{runner: &cvm.Runner{Progress: p.Printf, Explorer: explorerLink}}
+	trust, err := trustFromFlags(c)
+	if err != nil {
+		return nil, err
+	}
+	s := &flowSetup{runner: &cvm.Runner{Progress: p.Printf, Explorer: explorerLink, Trust: trust}}
 	if name := c.String("chain"); name != "" {
 		ch, err := deployer.LookupChain(name)
 		if err != nil {
@@ -193,6 +168,9 @@ func (s *flowSetup) startDev(c *cli.Context, p *progress) error {
 	}
 	s.runner.API = api
 	s.runner.RPCURL = ln.RPCURL
+	if s.runner.Trust.KMSContract == (common.Address{}) {
+		s.runner.Trust.KMSContract = ln.KMSContract // deployed just now, by this process
+	}
 	s.runner.Signer = deployer.NewKeySigner(ln.DevAccount.PrivateKey)
 	p.Printf("  chain %d at %s, KMS %s, cloud %s (ready in %s)", ln.ChainID, ln.RPCURL, ln.KMSContract.Hex(), ln.APIPrefix, time.Since(start).Round(time.Millisecond))
 	p.Printf("  dev account %s (funded, key kept in memory)", ln.DevAccount.Address.Hex())
@@ -274,6 +252,13 @@ func runDeploy(c *cli.Context) error {
 		return printDryRun(c, out)
 	}
 	res, err := r.Deploy(c.Context, cfg)
+	if err != nil && res != nil && len(res.PendingCalls) > 0 {
+		// The owner must act: the result (with the calls) goes to stdout and
+		// the calls into a Safe Transaction Builder file, then the error.
+		if perr := printPending(c, res); perr != nil {
+			return errors.Join(err, perr)
+		}
+	}
 	if err != nil {
 		if res != nil && res.Journal != "" && exitCode(c.Context, err) != ExitUsage {
 			newProgress(c).Printf("hint: progress is saved in %s; re-run the same command to continue (--fresh starts over)", res.Journal)
@@ -320,6 +305,7 @@ func deployConfigFromFlags(c *cli.Context, withTx bool) (cvm.Config, error) {
 		Fresh:                       c.Bool("fresh"),
 		AllowMissingEnv:             c.Bool("allow-missing-env"),
 		InsecureSkipKeyVerification: c.Bool("insecure-skip-kms-key-verification"),
+		ComposeCheck:                c.String("compose-check"),
 	}
 	cfg.EnvFiles, cfg.EnvFlags = envInputs(c)
 	batch := c.String("batch") != ""
@@ -415,6 +401,30 @@ func printDeployResult(c *cli.Context, res *cvm.Result) error {
 		r.set("gas_used", res.GasUsed)
 	}
 	r.set("kms_key_verified", res.KeyVerified)
+	if res.KMSTrust != "" {
+		r.set("kms_trust", res.KMSTrust).note("kms_trust", kmsTrustWords(res.KMSTrust))
+	}
+	if res.ComposeVerified != "" {
+		r.set("compose_verified", res.ComposeVerified).note("compose_verified", composeWords(res.ComposeVerified))
+	}
+	if res.PreLaunch != "" {
+		r.set("pre_launch_script", res.PreLaunch)
+	}
+	if res.ApproveTxHash != "" {
+		r.set("approve_tx_hash", res.ApproveTxHash)
+	}
+	if res.RevokeTxHash != "" {
+		r.set("revoke_tx_hash", res.RevokeTxHash)
+	}
+	if res.Owner != "" && len(res.PendingCalls) > 0 {
+		r.set("owner", res.Owner)
+	}
+	if len(res.PendingCalls) > 0 {
+		r.set("pending_calls", callList(res.PendingCalls))
+	}
+	if res.Attestation != "" {
+		r.set("attestation", res.Attestation)
+	}
 	r.set("cvm_id", res.CVMID)
 	r.set("vm_uuid", res.VMUUID)
 	r.set("status", res.Status)
@@ -445,6 +455,10 @@ func dryRunDoc(out *cvm.DryRunResult) *result {
 	r.set("compose_hash", out.ComposeHash)
 	r.set("kms_id", out.KMSID)
 	r.set("on_chain", out.OnChain)
+	if out.KMSTrust != "" {
+		r.set("kms_trust", out.KMSTrust).note("kms_trust", kmsTrustWords(out.KMSTrust))
+	}
+	r.set("compose_verified", out.ComposeVerified).note("compose_verified", composeWords(out.ComposeVerified))
 	if out.Simulation != nil {
 		if out.PredictedAppID != "" {
 			r.set("predicted_app_id", out.PredictedAppID)

@@ -4,6 +4,11 @@ import (
 	"context"
 	"errors"
 	"strings"
+
+	"github.com/cvmdeploy/cvmdeploy/cvm"
+	"github.com/cvmdeploy/cvmdeploy/deployer"
+	"github.com/cvmdeploy/cvmdeploy/kms"
+	"github.com/cvmdeploy/cvmdeploy/phala"
 )
 
 // Exit codes. They are part of the command-line contract (see README.md);
@@ -16,8 +21,10 @@ const (
 	ExitAuth        = 4   // the Phala Cloud API rejected the API key (401/403)
 	ExitNetwork     = 5   // the RPC node or the API could not be reached, or timed out
 	ExitAPI         = 6   // the Phala Cloud API refused a request (other 4xx, 5xx)
-	ExitVerify      = 7   // a check failed: chain id, KMS key signature, on-chain state
+	ExitVerify      = 7   // a check failed: chain id, KMS key signature, KMS contract, on-chain state
 	ExitBoot        = 8   // the CVM failed to boot
+	ExitCompose     = 9   // the cloud's app-compose breaks the rule: refused, or approved then revoked
+	ExitPending     = 10  // waiting for the app owner's on-chain approval; re-run the same command once it is done
 	ExitInterrupted = 130 // interrupted (Ctrl-C, SIGTERM)
 )
 
@@ -45,34 +52,88 @@ func withCode(code int, err error) error {
 	return &codedError{code: code, err: err}
 }
 
-// exitClassifiers map library error types onto exit codes; each command file
-// that introduces a library adds its classifier in init. The first non-zero
-// answer wins.
-var exitClassifiers []func(error) int
+// exitRule maps the errors it matches onto one exit code.
+type exitRule struct {
+	code  int
+	match func(ctx context.Context, err error) bool
+}
 
+func is(target error) func(context.Context, error) bool {
+	return func(_ context.Context, err error) bool { return errors.Is(err, target) }
+}
+
+func as[T error]() func(context.Context, error) bool {
+	return func(_ context.Context, err error) bool {
+		var t T
+		return errors.As(err, &t)
+	}
+}
+
+// exitTable is every mapping from an error to an exit code, in precedence
+// order: the first rule that matches decides. An error often wraps several
+// causes (a revocation that reverted after a compose-rule violation, an API
+// error inside a boot failure), so the order is part of the contract and
+// TestExitPrecedence pins it.
+var exitTable = []exitRule{
+	// A command chose the code itself.
+	{0, func(_ context.Context, err error) bool { var ce *codedError; return errors.As(err, &ce) }},
+	// What the user supplied; nothing was sent.
+	{ExitUsage, as[*UsageError]()},
+	{ExitUsage, func(_ context.Context, err error) bool { return strings.HasPrefix(err.Error(), "Required flag") }}, // urfave's unexported type
+	{ExitUsage, is(cvm.ErrInvalidConfig)},
+	{ExitUsage, is(phala.ErrInvalidInput)},
+	{ExitUsage, as[*kms.EnvError]()}, // .env files and --env flags are always the user's input
+	// The cloud's app-compose breaks the rule: the most important thing to
+	// say, whatever else went wrong while refusing or revoking it.
+	{ExitCompose, is(kms.ErrComposeRule)},
+	{ExitCompose, is(cvm.ErrComposeRule)},
+	// Not a failure: the owner (a Safe, another key) must approve first.
+	{ExitPending, is(cvm.ErrApprovalPending)},
+	// The CVM was committed but did not boot.
+	{ExitBoot, is(cvm.ErrBootFailed)},
+	{ExitBoot, as[*phala.BootError]()},
+	// A transaction was mined but reverted.
+	{ExitReverted, as[*deployer.RevertError]()},
+	// A check against the chain or a key failed.
+	{ExitVerify, is(cvm.ErrKMSUntrusted)},
+	{ExitVerify, is(cvm.ErrKeyVerification)},
+	{ExitVerify, is(cvm.ErrChainMismatch)},
+	{ExitVerify, is(deployer.ErrPreflight)},
+	{ExitVerify, func(_ context.Context, err error) bool { return kms.IsVerifyFailure(err) }},
+	{ExitVerify, as[*kms.ComposeHashMismatchError]()},
+	// The API refused us.
+	{ExitAuth, is(phala.ErrMissingAPIKey)},
+	{ExitAuth, func(_ context.Context, err error) bool {
+		var ae *phala.APIError
+		return errors.As(err, &ae) && ae.IsAuth()
+	}},
+	{ExitAPI, as[*phala.APIError]()},
+	// Interrupted: checked before the network rules, because a cancelled
+	// request also looks like a network failure.
+	{ExitInterrupted, func(ctx context.Context, err error) bool {
+		return ctx.Err() != nil || errors.Is(err, context.Canceled)
+	}},
+	// Unreachable or too slow.
+	{ExitNetwork, is(deployer.ErrRPCUnreachable)},
+	{ExitNetwork, as[*deployer.TimeoutError]()},
+	{ExitNetwork, as[*phala.NetworkError]()},
+	{ExitNetwork, is(context.DeadlineExceeded)},
+	// An answer we could not read is the API's failure.
+	{ExitAPI, as[*phala.DecodeError]()},
+}
+
+// exitCode is the process exit code for err (non-nil).
 func exitCode(ctx context.Context, err error) int {
-	var ce *codedError
-	if errors.As(err, &ce) {
-		return ce.code
-	}
-	var ue *UsageError
-	if errors.As(err, &ue) {
-		return ExitUsage
-	}
-	// urfave reports a missing Required flag with an unexported type.
-	if strings.HasPrefix(err.Error(), "Required flag") {
-		return ExitUsage
-	}
-	for _, classify := range exitClassifiers {
-		if code := classify(err); code != 0 {
-			return code
+	for _, r := range exitTable {
+		if !r.match(ctx, err) {
+			continue
 		}
-	}
-	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
-		return ExitInterrupted
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return ExitNetwork
+		if r.code == 0 {
+			var ce *codedError
+			errors.As(err, &ce)
+			return ce.code
+		}
+		return r.code
 	}
 	return ExitFailure
 }

@@ -29,20 +29,6 @@ func init() {
 	registerCommands(func() []*cli.Command {
 		return []*cli.Command{{Name: "kms", Usage: "on-chain KMS contracts", Subcommands: []*cli.Command{kmsVerifyPubkeyCommand()}}}
 	})
-	exitClassifiers = append(exitClassifiers, classifyKMSError)
-}
-
-func classifyKMSError(err error) int {
-	var ee *kms.EnvError
-	var cm *kms.ComposeHashMismatchError
-	switch {
-	case kms.IsVerifyFailure(err), errors.As(err, &cm):
-		return ExitVerify
-	case errors.As(err, &ee):
-		// .env files and --env flags are always the user's input.
-		return ExitUsage
-	}
-	return 0
 }
 
 // listFlag collects every occurrence of a repeatable flag verbatim. urfave's

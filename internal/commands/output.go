@@ -24,9 +24,19 @@ type result struct {
 	// fields are printed in this order in the human form.
 	keys   []string
 	values map[string]any
+	// notes are human-only explanations printed after a value.
+	notes map[string]string
 }
 
-func newResult() *result { return &result{values: map[string]any{}} }
+func newResult() *result { return &result{values: map[string]any{}, notes: map[string]string{}} }
+
+// note adds a human-only explanation to key's value (not in --json).
+func (r *result) note(key, text string) *result {
+	if text != "" {
+		r.notes[key] = text
+	}
+	return r
+}
 
 // set records key = value, keeping first-insertion order for human output.
 func (r *result) set(key string, value any) *result {
@@ -54,7 +64,11 @@ func writeResult(w io.Writer, asJSON bool, r *result) error {
 		}
 	}
 	for _, k := range r.keys {
-		if _, err := fmt.Fprintf(w, "%-*s  %v\n", width+1, k+":", r.values[k]); err != nil {
+		v := fmt.Sprint(r.values[k])
+		if n := r.notes[k]; n != "" {
+			v += " (" + n + ")"
+		}
+		if _, err := fmt.Fprintf(w, "%-*s  %s\n", width+1, k+":", v); err != nil {
 			return err
 		}
 	}

@@ -1,7 +1,6 @@
 package commands
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -25,13 +24,16 @@ func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "status",
 		Usage:  "show a CVM's status; with --wait, follow it until it runs (e.g. after deploy without --wait)",
-		Flags:  withCommon(flags, apiFlags()),
+		Flags:  withCommon(flags, trustFlags(), apiFlags(), rpcFlags()),
 		Action: runStatus,
 	}
 }
 
 func runStatus(c *cli.Context) error {
 	id := c.String("cvm")
+	if id == "" && c.Args().Len() > 0 {
+		id = c.Args().First()
+	}
 	if id == "" {
 		return &UsageError{Err: errors.New("--cvm is required: the CVM id, UUID, name or app id")}
 	}
@@ -43,38 +45,41 @@ func runStatus(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	info, err := api.GetCVM(c.Context, id)
+	trust, err := trustFromFlags(c)
 	if err != nil {
 		return err
 	}
-	st, err := api.CVMState(c.Context, id)
+	r := &cvm.Runner{API: api, RPCURL: c.String("rpc-url"), Progress: newProgress(c).Printf, Trust: trust}
+	out, err := r.Status(c.Context, cvm.StatusConfig{CVM: id, Wait: c.Bool("wait"), WaitTimeout: timeout})
 	if err != nil {
 		return err
 	}
-	if c.Bool("wait") && st.Status != "running" {
-		ctx, cancel := context.WithTimeout(c.Context, timeout)
-		defer cancel()
-		r := &cvm.Runner{API: api, Progress: newProgress(c).Printf}
-		if *st, err = r.WaitRunning(ctx, id); err != nil {
-			return err
-		}
-	}
-	r := newResult().set("cvm_id", id).set("name", info.Name).set("status", st.Status)
+	info, st := out.CVM, out.State
+	res := newResult().set("cvm_id", id).set("name", info.Name).set("status", st.Status)
 	if info.AppID != nil {
-		r.set("app_id", *info.AppID)
+		res.set("app_id", *info.AppID)
 	}
 	if info.VMUUID != nil {
-		r.set("vm_uuid", *info.VMUUID)
-		r.set("dashboard_url", phala.DashboardURL(*info.VMUUID))
+		res.set("vm_uuid", *info.VMUUID)
+		res.set("dashboard_url", phala.DashboardURL(*info.VMUUID))
 	}
 	if info.ComposeHash != nil {
-		r.set("compose_hash", *info.ComposeHash)
+		res.set("compose_hash", *info.ComposeHash)
+	}
+	if out.KMSTrust != "" {
+		res.set("kms_trust", out.KMSTrust).note("kms_trust", kmsTrustWords(out.KMSTrust))
+	}
+	if out.Attestation != "" {
+		res.set("attestation", out.Attestation)
+	}
+	if out.AllowedOnChain != nil {
+		res.set("attested_hash_allowed_onchain", *out.AllowedOnChain)
 	}
 	if st.BootProgress != "" {
-		r.set("boot_progress", st.BootProgress)
+		res.set("boot_progress", st.BootProgress)
 	}
 	if st.BootError != "" {
-		r.set("boot_error", st.BootError)
+		res.set("boot_error", st.BootError)
 	}
-	return printResult(c, r)
+	return printResult(c, res)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -24,17 +25,23 @@ func updateCommand() *cli.Command {
 		&cli.StringFlag{Name: "safe-file", Value: "safe-transactions.json", Usage: "where --safe writes the Transaction Builder file"},
 		&cli.BoolFlag{Name: "wait", Usage: "wait until the CVM runs again"},
 		&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask before spending gas on a mainnet (required off a terminal)"},
+		&cli.StringFlag{Name: "compose-check", Value: cvm.ComposeCheckAuto, Usage: "off (DANGEROUS) approves the cloud's new compose hash unchecked; any other value checks it is your current document with your changes"},
+		&cli.BoolFlag{Name: "fresh", Usage: "forget the journal of an earlier, unfinished run of this update and start over"},
+		&cli.StringFlag{Name: "journal-dir", EnvVars: []string{"CVMDEPLOY_STATE_DIR"}, Usage: "where journals live (default ~/.local/state/cvmdeploy)"},
 	}
-	flags = withCommon(flags, envFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags())
+	flags = withCommon(flags, envFlags(), trustFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags())
 	return &cli.Command{
 		Name:  "update",
 		Usage: "update a CVM's compose file and/or env; allows the new compose hash on-chain when needed",
-		Description: `Sends PATCH /cvms/{id}. When the new compose hash must be allowed on-chain
-(HTTP 465), adds the node's device (if needed) and the hash to the AppAuth,
-then confirms. Whatever is already allowed on-chain is not sent again, so a
-re-run never pays twice. An env-only update that keeps the key set needs no
-transaction. --prepare-only prints the commit token and the calls for a
-multisig; finish with 'cvmdeploy commit-update'.`,
+		Description: `Journaled steps: reads the CVM's current app-compose and checks that the chain
+allows it; prepares the update (PATCH /cvms/{id} with X-Prepare-Only: the
+service answers the new compose hash and a commit token); checks that the new
+hash is exactly the current document with your changes; allows the node's
+device (if needed) and the hash on the AppAuth; commits with the token. What
+is already allowed on-chain is not sent again, and a re-run resumes without
+approving or committing twice. An env-only update that keeps the key set
+needs no transaction. --prepare-only prints the commit token and the calls for
+a multisig; finish with 'cvmdeploy commit-update' or by re-running the update.`,
 		Flags:  flags,
 		Action: runUpdate,
 	}
@@ -49,6 +56,8 @@ func runUpdate(c *cli.Context) error {
 		Wait:                        c.Bool("wait"),
 		AllowMissingEnv:             c.Bool("allow-missing-env"),
 		InsecureSkipKeyVerification: c.Bool("insecure-skip-kms-key-verification"),
+		ComposeCheck:                c.String("compose-check"),
+		Fresh:                       c.Bool("fresh"),
 	}
 	cfg.EnvFiles, cfg.EnvFlags = envInputs(c)
 	var safe common.Address
@@ -73,13 +82,41 @@ func runUpdate(c *cli.Context) error {
 	}
 	defer s.close()
 	s.runner.Confirm = confirmSpend(c)
+	s.runner.AfterStep = testStopAfter()
 	if s.chain != nil {
 		cfg.ChainID = s.chain.ID
 	}
+	if s.dev == nil {
+		dir := c.String("journal-dir")
+		if dir == "" {
+			if dir, err = cvm.DefaultJournalDir(); err != nil {
+				return err
+			}
+		} else {
+			dir = filepath.Join(dir, "deployments")
+		}
+		s.runner.Journals = cvm.JournalStore{Dir: dir}
+	}
 	res, err := s.runner.Update(c.Context, cfg)
 	if err != nil {
+		if res != nil && errors.Is(err, cvm.ErrApprovalPending) {
+			if safe == (common.Address{}) && common.IsHexAddress(res.Owner) {
+				safe = common.HexToAddress(res.Owner)
+			}
+			if perr := printUpdate(c, res, safe); perr != nil {
+				return errors.Join(err, perr)
+			}
+		} else if res != nil && res.Journal != "" && exitCode(c.Context, err) != ExitUsage {
+			newProgress(c).Printf("hint: progress is saved in %s; re-run the same command to continue (--fresh starts over)", res.Journal)
+		}
 		return err
 	}
+	return printUpdate(c, res, safe)
+}
+
+// printUpdate writes the calls as a Safe file when the owner must make
+// them, then the result.
+func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) error {
 	if (safe != (common.Address{}) || c.Bool("calldata-only")) && len(res.OnChain) > 0 {
 		calls := make([]safetx.Call, len(res.OnChain))
 		for i, oc := range res.OnChain {
@@ -105,6 +142,15 @@ func runUpdate(c *cli.Context) error {
 	if res.ComposeHash != "" {
 		r.set("compose_hash", res.ComposeHash)
 	}
+	if res.ComposeVerified != "" {
+		r.set("compose_verified", res.ComposeVerified).note("compose_verified", composeWords(res.ComposeVerified))
+	}
+	if res.KMSTrust != "" {
+		r.set("kms_trust", res.KMSTrust).note("kms_trust", kmsTrustWords(res.KMSTrust))
+	}
+	if res.Owner != "" {
+		r.set("owner", res.Owner)
+	}
 	if res.CorrelationID != "" {
 		r.set("correlation_id", res.CorrelationID)
 	}
@@ -115,7 +161,13 @@ func runUpdate(c *cli.Context) error {
 		r.set("chain_id", res.ChainID)
 	}
 	if len(res.OnChain) > 0 {
-		r.set("onchain_calls", res.OnChain)
+		r.set("onchain_calls", callList(res.OnChain))
+	}
+	if len(res.Resumed) > 0 {
+		r.set("resumed_steps", res.Resumed)
+	}
+	if res.Journal != "" {
+		r.set("journal", res.Journal)
 	}
 	if len(res.Warnings) > 0 {
 		r.set("warnings", res.Warnings)
@@ -160,7 +212,8 @@ func provisionCommand() *cli.Command {
 	for _, f := range deploy.Flags {
 		switch f.Names()[0] {
 		case "compose", "name", "kms", "pre-launch-script", "instance-type", "node-id", "image", "region", "disk-size",
-			"public-logs", "public-sysinfo", "listed", "env-file", "env", "allow-missing-env", "api-prefix", "api-version", "json", "quiet":
+			"public-logs", "public-sysinfo", "listed", "env-file", "env", "allow-missing-env", "api-prefix", "api-version", "json", "quiet",
+			"kms-contract", "compose-pins", "compose-check":
 			flags = append(flags, f)
 		}
 	}
@@ -184,7 +237,11 @@ func runProvision(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	r := &cvm.Runner{API: api, Progress: newProgress(c).Printf}
+	trust, err := trustFromFlags(c)
+	if err != nil {
+		return err
+	}
+	r := &cvm.Runner{API: api, Progress: newProgress(c).Printf, Trust: trust}
 	pf, err := r.Provision(c.Context, cfg)
 	if err != nil {
 		return err
@@ -200,7 +257,10 @@ func runProvision(c *cli.Context) error {
 		set("kms_id", p.KMSID).set("on_chain", p.OnChain).set("env_keys", pf.EnvKeys)
 	if p.OnChain {
 		res.set("chain_id", p.ChainID).set("kms_contract", p.KMSContract)
-	} else {
+		res.set("kms_trust", p.KMSTrust).note("kms_trust", kmsTrustWords(p.KMSTrust))
+	}
+	res.set("compose_plan", p.ComposePlan)
+	if !p.OnChain {
 		res.set("app_id", p.AppID)
 	}
 	return printResult(c, res)
@@ -213,8 +273,9 @@ func commitCommand() *cli.Command {
 		&cli.StringFlag{Name: "contract-address", Usage: "the AppAuth contract (default: the app id)"},
 		&cli.StringFlag{Name: "deployer-address", Usage: "the account that deployed the AppAuth"},
 		&cli.BoolFlag{Name: "wait", Usage: "wait until the CVM runs"},
+		safeFileFlag(),
 	}
-	flags = withCommon(flags, envFlags(), apiFlags(), rpcFlags())
+	flags = withCommon(flags, envFlags(), trustFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags())
 	return &cli.Command{
 		Name:   "commit",
 		Usage:  "phase two only: verify the app's env key on-chain, encrypt the env and commit a provisioned CVM",
@@ -238,7 +299,20 @@ func runCommit(c *cli.Context) error {
 	if api.BaseURL() != pf.APIPrefix {
 		return &UsageError{Err: fmt.Errorf("the provision file was made on %s, but the API prefix is %s", pf.APIPrefix, api.BaseURL())}
 	}
-	r := &cvm.Runner{API: api, RPCURL: c.String("rpc-url"), Progress: newProgress(c).Printf}
+	trust, err := trustFromFlags(c)
+	if err != nil {
+		return err
+	}
+	r := &cvm.Runner{API: api, RPCURL: c.String("rpc-url"), Progress: newProgress(c).Printf, Trust: trust, Explorer: explorerLink}
+	if signerGiven(c) {
+		if r.Signer, err = loadSigner(c); err != nil {
+			return err
+		}
+	}
+	tx, err := txOptionsFromFlags(c, nil)
+	if err != nil {
+		return err
+	}
 	files, kvs := envInputs(c)
 	res, err := r.Commit(c.Context, cvm.CommitConfig{
 		Provision:                   pf,
@@ -249,7 +323,13 @@ func runCommit(c *cli.Context) error {
 		EnvFlags:                    kvs,
 		Wait:                        c.Bool("wait"),
 		InsecureSkipKeyVerification: c.Bool("insecure-skip-kms-key-verification"),
+		Tx:                          tx,
 	})
+	if err != nil && res != nil && len(res.PendingCalls) > 0 {
+		if perr := printPending(c, res); perr != nil {
+			return errors.Join(err, perr)
+		}
+	}
 	if err != nil {
 		return err
 	}
