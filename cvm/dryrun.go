@@ -18,18 +18,18 @@ import (
 
 // DryRunResult is what --dry-run shows instead of deploying.
 type DryRunResult struct {
-	Name        string                        `json:"name"`
-	DryRun      bool                          `json:"dry_run"`
-	ComposeHash string                        `json:"compose_hash"`
-	DeviceID    string                        `json:"device_id,omitempty"`
-	KMSID       string                        `json:"kms_id,omitempty"`
-	OnChain     bool                          `json:"on_chain"`
+	Name        string `json:"name"`
+	DryRun      bool   `json:"dry_run"`
+	ComposeHash string `json:"compose_hash"`
+	DeviceID    string `json:"device_id,omitempty"`
+	KMSID       string `json:"kms_id,omitempty"`
+	OnChain     bool   `json:"on_chain"`
 	// KMSTrust is how the KMS contract was trusted (on-chain KMS).
 	KMSTrust string `json:"kms_trust,omitempty"`
 	// ComposeVerified is how the compose hash would be established:
 	// predicted now, or approve-after-read / after-commit / off later.
-	ComposeVerified string `json:"compose_verified"`
-	Simulation  *deployer.AppDeploySimulation `json:"appauth_simulation,omitempty"`
+	ComposeVerified string                        `json:"compose_verified"`
+	Simulation      *deployer.AppDeploySimulation `json:"appauth_simulation,omitempty"`
 	// PredictedAppID is the app id the factory would return now; another
 	// deployment through the same KMS before ours would change it.
 	PredictedAppID string `json:"predicted_app_id,omitempty"`
