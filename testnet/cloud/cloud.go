@@ -115,6 +115,12 @@ type Config struct {
 	// DefaultVersion applies when a request has no X-Phala-Version
 	// (default 2025-10-28).
 	DefaultVersion string
+	// InjectPreLaunchScript, when set, is put into every app-compose whose
+	// request has no pre_launch_script, as the real service injects its
+	// default script (reference A4). Nil injects nothing: a request without
+	// a script gets an app-compose without the key. DefaultPreLaunchScript
+	// is a ready-made text to inject.
+	InjectPreLaunchScript *string
 }
 
 // Check reports missing or inconsistent settings.
@@ -148,6 +154,9 @@ func (c Config) Check() error {
 		if _, ok := parseVersion(c.DefaultVersion); !ok {
 			errs = append(errs, fmt.Errorf("cloud: unknown DefaultVersion %q", c.DefaultVersion))
 		}
+	}
+	if c.InjectPreLaunchScript != nil && len(*c.InjectPreLaunchScript) > MaxComposeBytes {
+		errs = append(errs, fmt.Errorf("cloud: InjectPreLaunchScript is %d bytes, over the %d-byte limit", len(*c.InjectPreLaunchScript), MaxComposeBytes))
 	}
 	return errors.Join(errs...)
 }

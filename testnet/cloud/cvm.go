@@ -42,6 +42,7 @@ type cvm struct {
 	kms           *kmsEntry
 	kmsType       string // "phala", "ethereum" or "base"
 	appCompose    []byte
+	input         composeInput // what the user asked for; appCompose is rebuilt from it
 	composeHash   string
 	allowedEnvs   []string
 	encryptedEnv  string
@@ -392,7 +393,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c := &cvm{name: p.name, vmUUID: newUUID(), instanceID: randomHex(20), appID: appID, kms: p.kms, kmsType: kmsType,
-		appCompose: p.appCompose, composeHash: hash, allowedEnvs: p.allowedEnvs, encryptedEnv: encrypted, envKeys: keys,
+		appCompose: p.appCompose, input: p.input, composeHash: hash, allowedEnvs: p.allowedEnvs, encryptedEnv: encrypted, envKeys: keys,
 		instanceType: p.instanceType, vcpu: p.vcpu, memory: p.memory, disk: p.disk, listed: p.listed,
 		status: StatusCreating, inProgress: true, bootProgress: "allocating resources", createdAt: time.Now(),
 		correlationID: newUUID()}
