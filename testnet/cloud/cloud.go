@@ -418,6 +418,7 @@ func (s *Server) routes() {
 	api.HandleFunc("GET /cvms/{id}", s.handleGetCVM)
 	api.HandleFunc("GET /cvms/{id}/state", s.handleState)
 	api.HandleFunc("GET /cvms/{id}/compose_file", s.handleComposeFile)
+	api.HandleFunc("GET /cvms/{id}/attestation", s.handleAttestation)
 	api.HandleFunc("POST /cvms/{id}/restart", s.handleRestart)
 	api.HandleFunc("PATCH /cvms/{id}", s.handlePatch)
 	api.HandleFunc("POST /cvms/{id}/commit-update", s.handleCommitUpdate)
