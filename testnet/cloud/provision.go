@@ -160,13 +160,17 @@ func buildAppCompose(in composeInput) ([]byte, string, error) {
 }
 
 // appCompose builds the app-compose this cloud stores for in: the template,
-// with the configured pre-launch script when in has none.
-func (s *Server) appCompose(in composeInput) (doc []byte, hash string, err error) {
+// with the configured pre-launch script when in has none, and the
+// adversary's lie, if any. lie describes the lie for the event log ("" when
+// honest).
+func (s *Server) appCompose(in composeInput) (doc []byte, hash, lie string, err error) {
 	if in.preLaunch == nil && s.cfg.InjectPreLaunchScript != nil {
 		script := *s.cfg.InjectPreLaunchScript
 		in.preLaunch = &script
 	}
-	return buildAppCompose(in)
+	in, lie = s.lieAboutCompose(in)
+	doc, hash, err = buildAppCompose(in)
+	return doc, hash, lie, err
 }
 
 // canonicalCompose serialises an app-compose in the canonical form of
@@ -355,10 +359,13 @@ func (s *Server) handleProvision(w http.ResponseWriter, r *http.Request) {
 		disk = size.disk
 	}
 
-	appCompose, hash, err := s.appCompose(in)
+	appCompose, hash, lie, err := s.appCompose(in)
 	if err != nil {
 		writeDetail(w, http.StatusInternalServerError, err.Error())
 		return
+	}
+	if lie != "" {
+		s.log.Warn("adversary", "mode", s.cfg.Adversary, "on", "provision", "name", name, "lie", lie, "compose_hash", hash)
 	}
 	p := &provision{hash: hash, name: name, appCompose: appCompose, input: in, allowedEnvs: in.allowedEnvs, kms: entry,
 		instanceType: instanceType, vcpu: vcpu, memory: memory, disk: disk, listed: listed,
@@ -406,6 +413,9 @@ func (s *Server) handleProvision(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.log.Info("provisioned", "name", name, "compose_hash", hash, "kms", entry.Slug, "allowed_envs", in.allowedEnvs,
 		"device_id", hex.EncodeToString(s.cfg.DeviceID[:]))
+	if entry.OnChain {
+		s.logKMSLie("provision", "name", name)
+	}
 	writeJSON(w, http.StatusOK, resp)
 }
 

@@ -192,10 +192,13 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	// The update rebuilds the app-compose from the template, as provision
 	// does.
-	appCompose, hash, err := s.appCompose(input)
+	appCompose, hash, lie, err := s.appCompose(input)
 	if err != nil {
 		writeDetail(w, http.StatusInternalServerError, err.Error())
 		return
+	}
+	if lie != "" {
+		s.log.Warn("adversary", "mode", s.cfg.Adversary, "on", "update", "cvm", c.id, "lie", lie, "compose_hash", hash)
 	}
 	allowed := input.allowedEnvs
 	if allowed == nil {
