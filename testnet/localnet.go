@@ -67,9 +67,21 @@ type LocalnetConfig struct {
 	Addr string
 	// AnvilBinary overrides the anvil executable (default: AnvilBinary's choice).
 	AnvilBinary string
+	// Adversary makes the cloud lie about one thing (one of
+	// cloud.AdversaryModes; "" is honest), to see a client's checks work.
+	// With cloud.AdversaryRogueKMS a second DstackKms with its own fresh
+	// root key is deployed on the same chain and served by the cloud;
+	// Localnet.KMSContract still names the honest one and
+	// Localnet.RogueKMSContract the rogue one.
+	Adversary string
+	// InjectPreLaunchScript is the pre-launch script the cloud injects when
+	// a request has none (cloud.Config.InjectPreLaunchScript); nil injects
+	// nothing.
+	InjectPreLaunchScript *string
 	// Cloud carries the cloud's knobs (Latency, Rate429, Rate5xx, Seed,
 	// BootStep, Log, ProvisionTTL, PortalURL, DefaultVersion, NodeName, ...).
-	// Its chain, KMS, key and API-key fields are set by StartLocalnet.
+	// Its chain, KMS, key and API-key fields are set by StartLocalnet, and
+	// its Adversary and InjectPreLaunchScript by the fields above when set.
 	Cloud cloud.Config
 }
 
@@ -94,6 +106,12 @@ func (c LocalnetConfig) Check() error {
 	if c.ForkURL != "" && c.ChainID != 0 {
 		errs = append(errs, errors.New("a fork keeps the forked chain's id; do not set a chain id with --fork-url"))
 	}
+	if err := cloud.CheckAdversary(c.Adversary); err != nil {
+		errs = append(errs, fmt.Errorf("--adversary: %w", err))
+	}
+	if c.Adversary != "" && c.Cloud.Adversary != "" && c.Adversary != c.Cloud.Adversary {
+		errs = append(errs, fmt.Errorf("adversary %q and Cloud.Adversary %q disagree", c.Adversary, c.Cloud.Adversary))
+	}
 	return errors.Join(errs...)
 }
 
@@ -116,8 +134,14 @@ type Localnet struct {
 	DeviceID      common.Hash
 	RootPublicKey []byte
 	Forked        bool
-	Cloud         *cloud.Server
-	Chain         Chain
+	// Adversary is the cloud's adversary mode ("" when honest).
+	Adversary string
+	// RogueKMSContract is the second DstackKms the rogue-kms adversary
+	// serves (zero otherwise), and RogueRootPublicKey its root key.
+	RogueKMSContract   common.Address
+	RogueRootPublicKey []byte
+	Cloud              *cloud.Server
+	Chain              Chain
 
 	client *deployer.Client
 }
@@ -199,6 +223,26 @@ func StartLocalnet(ctx context.Context, cfg LocalnetConfig) (_ *Localnet, err er
 	cc := cfg.Cloud
 	cc.APIKey, cc.Chain, cc.ChainID, cc.RPCURL = l.APIKey, l.client.Eth(), l.ChainID, l.RPCURL
 	cc.KMSContract, cc.KMSSlug, cc.RootKey, cc.OSImageHash = l.KMSContract, l.KMSID, root, l.OSImageHash
+	if cfg.Adversary != "" {
+		cc.Adversary = cfg.Adversary
+	}
+	if cfg.InjectPreLaunchScript != nil {
+		cc.InjectPreLaunchScript = cfg.InjectPreLaunchScript
+	}
+	l.Adversary = cc.Adversary
+	if cc.Adversary == cloud.AdversaryRogueKMS {
+		rogueRoot, err := crypto.GenerateKey()
+		if err != nil {
+			return nil, fmt.Errorf("localnet: rogue root key: %w", err)
+		}
+		l.RogueRootPublicKey = crypto.CompressPubkey(&rogueRoot.PublicKey)
+		d, err := l.newKMS(ctx, owner, cfg.Embedded, l.RogueRootPublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("localnet: deploy the rogue KMS: %w", err)
+		}
+		l.RogueKMSContract = d.KMSContract
+		cc.RogueKMSContract, cc.RogueRootKey = d.KMSContract, rogueRoot
+	}
 	srv, err := cloud.New(ctx, cc)
 	if err != nil {
 		return nil, fmt.Errorf("localnet: %w", err)
@@ -214,37 +258,47 @@ func StartLocalnet(ctx context.Context, cfg LocalnetConfig) (_ *Localnet, err er
 	return l, nil
 }
 
-// deployKMS deploys a fresh KMS with the cloud's root key and OS image. On
-// anvil the five transactions go out as one batch. The embedded chain gets
-// the setters as separate, estimated transactions after the deployment: a
-// batch whose setters were sent before the proxy was mined was seen to
-// revert there once under load, and the start-up cost is the same.
+// deployKMS deploys a fresh KMS with the cloud's root key and OS image.
 func (l *Localnet) deployKMS(ctx context.Context, owner DevAccount, sequential bool) error {
+	d, err := l.newKMS(ctx, owner, sequential, l.RootPublicKey)
+	if err != nil {
+		return fmt.Errorf("localnet: deploy KMS: %w", err)
+	}
+	l.KMSContract, l.KMSOwner = d.KMSContract, d.Owner
+	return nil
+}
+
+// newKMS deploys a DstackKms owned by owner, storing rootPub as its root key
+// and allowing the node's OS image. On anvil the five transactions go out
+// as one batch. The embedded chain gets the setters as separate, estimated
+// transactions after the deployment: a batch whose setters were sent before
+// the proxy was mined was seen to revert there once under load, and the
+// start-up cost is the same.
+func (l *Localnet) newKMS(ctx context.Context, owner DevAccount, sequential bool, rootPub []byte) (*deployer.KMSDeployment, error) {
 	signer := deployer.NewKeySigner(owner.PrivateKey)
-	cfg := deployer.KMSDeployConfig{RootKey: l.RootPublicKey, OSImageHashes: [][32]byte{l.OSImageHash}}
+	cfg := deployer.KMSDeployConfig{RootKey: rootPub, OSImageHashes: [][32]byte{l.OSImageHash}}
 	if sequential {
 		cfg = deployer.KMSDeployConfig{}
 	}
 	d, err := l.client.DeployKMS(ctx, signer, cfg, deployer.TxOptions{})
 	if err != nil {
-		return fmt.Errorf("localnet: deploy KMS: %w", err)
+		return nil, err
 	}
-	l.KMSContract, l.KMSOwner = d.KMSContract, d.Owner
 	if !sequential {
-		return nil
+		return d, nil
 	}
 	kb := bindings.NewDstackKms()
-	info := bindings.DstackKmsKmsInfo{K256Pubkey: l.RootPublicKey, CaPubkey: []byte{}, Quote: []byte{}, Eventlog: []byte{}}
+	info := bindings.DstackKmsKmsInfo{K256Pubkey: rootPub, CaPubkey: []byte{}, Quote: []byte{}, Eventlog: []byte{}}
 	for _, step := range []struct {
 		what string
 		data []byte
 	}{{"setKmsInfo", kb.PackSetKmsInfo(info)}, {"addOsImageHash", kb.PackAddOsImageHash(l.OSImageHash)}} {
-		kms := l.KMSContract
+		kms := d.KMSContract
 		if _, err := l.client.Transact(ctx, signer, deployer.TxRequest{To: &kms, Data: step.data, Role: "the new KMS"}, deployer.TxOptions{}); err != nil {
-			return fmt.Errorf("localnet: %s: %w", step.what, err)
+			return nil, fmt.Errorf("%s: %w", step.what, err)
 		}
 	}
-	return nil
+	return d, nil
 }
 
 // fundDevAccount funds anvil's well-known first test account on the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/cvmdeploy/cvmdeploy/deployer"
 	"github.com/cvmdeploy/cvmdeploy/kms"
 	"github.com/cvmdeploy/cvmdeploy/testnet"
+	"github.com/cvmdeploy/cvmdeploy/testnet/cloud"
 )
 
 func startLocalnet(t *testing.T, cfg testnet.LocalnetConfig) *testnet.Localnet {
@@ -67,6 +69,13 @@ func call(t *testing.T, l *testnet.Localnet, method, path string, body any) map[
 // returns the CVM's final state.
 func deployAndBoot(t *testing.T, l *testnet.Localnet, name string) map[string]any {
 	t.Helper()
+	return deployAndBootOn(t, l, name, l.KMSContract, l.RootPublicKey)
+}
+
+// deployAndBootOn is deployAndBoot with the app registered on kmsAddr and
+// its env key checked against root.
+func deployAndBootOn(t *testing.T, l *testnet.Localnet, name string, kmsAddr common.Address, root []byte) map[string]any {
+	t.Helper()
 	ctx := context.Background()
 	prov := call(t, l, "POST", "/cvms/provision", map[string]any{"name": name, "kms": "ETHEREUM", "instance_type": "tdx.small",
 		"compose_file": map[string]any{"docker_compose_file": "services:\n  web:\n    image: nginx\n", "allowed_envs": []string{"TOKEN"}, "name": ""}})
@@ -75,14 +84,14 @@ func deployAndBoot(t *testing.T, l *testnet.Localnet, name string) map[string]an
 		t.Fatal(err)
 	}
 	defer c.Close()
-	d, err := c.DeployApp(ctx, deployer.NewKeySigner(l.DevAccount.PrivateKey), deployer.DeployAppConfig{KMS: l.KMSContract,
+	d, err := c.DeployApp(ctx, deployer.NewKeySigner(l.DevAccount.PrivateKey), deployer.DeployAppConfig{KMS: kmsAddr,
 		DeviceID: common.HexToHash(prov["device_id"].(string)), ComposeHash: common.HexToHash(prov["compose_hash"].(string))}, deployer.TxOptions{})
 	if err != nil {
 		t.Fatalf("deploy app: %v", err)
 	}
 	key := call(t, l, "GET", "/kms/"+l.KMSID+"/pubkey/"+d.AppID.Hex(), nil)
 	if err := kms.VerifyAppKey(kms.VerifyParams{AppID: d.AppID.Hex(), PublicKey: key["public_key"].(string),
-		Signature: key["signature"].(string), RootKey: l.RootPublicKey}); err != nil {
+		Signature: key["signature"].(string), RootKey: root}); err != nil {
 		t.Fatalf("pubkey signature: %v", err)
 	}
 	enc, err := kms.EncryptEnv([]kms.EnvVar{{Key: "TOKEN", Value: "fake-token"}}, key["public_key"].(string))
@@ -185,6 +194,37 @@ func TestLocalnetFork(t *testing.T) {
 	}
 }
 
+// TestLocalnetRogueKMS: the rogue-kms adversary gets a second DstackKms
+// with its own root on the same chain; the cloud serves it while
+// Localnet.KMSContract still names the honest KMS. The injected pre-launch
+// script reaches the cloud too.
+func TestLocalnetRogueKMS(t *testing.T) {
+	script := "#!/bin/sh\necho injected\n"
+	l := startLocalnet(t, testnet.LocalnetConfig{Embedded: true, Adversary: cloud.AdversaryRogueKMS, InjectPreLaunchScript: &script})
+	if l.Adversary != cloud.AdversaryRogueKMS || l.RogueKMSContract == (common.Address{}) || l.RogueKMSContract == l.KMSContract {
+		t.Fatalf("localnet: adversary %q rogue KMS %s honest KMS %s", l.Adversary, l.RogueKMSContract.Hex(), l.KMSContract.Hex())
+	}
+	root, _ := kmsRead(t, l.RPCURL, l.KMSContract)
+	rogueRoot, rogueOS := kmsRead(t, l.RPCURL, l.RogueKMSContract)
+	if !bytes.Equal(root, l.RootPublicKey) || !bytes.Equal(rogueRoot, l.RogueRootPublicKey) || bytes.Equal(rogueRoot, root) || !rogueOS(l.OSImageHash) {
+		t.Fatalf("on-chain roots: honest %x (want %x), rogue %x (want %x, not the honest one), rogue allows the OS image %v",
+			root, l.RootPublicKey, rogueRoot, l.RogueRootPublicKey, rogueOS(l.OSImageHash))
+	}
+	k := call(t, l, "GET", "/kms/"+l.KMSID, nil)
+	if k["kms_contract_address"] != l.RogueKMSContract.Hex() || k["k256_pubkey"] != fmt.Sprintf("0x%x", l.RogueRootPublicKey) {
+		t.Errorf("GET /kms/%s = %v, want the rogue KMS", l.KMSID, k)
+	}
+	if st := deployAndBootOn(t, l, "rogue-app", l.RogueKMSContract, l.RogueRootPublicKey); st["status"] != "running" {
+		t.Fatalf("CVM of an app on the rogue KMS: %v", st)
+	}
+	prov := call(t, l, "POST", "/cvms/provision", map[string]any{"name": "inject-app", "kms": "PHALA",
+		"compose_file": map[string]any{"docker_compose_file": "services:\n  web:\n    image: nginx\n"}})
+	cvm := call(t, l, "POST", "/cvms", map[string]any{"app_id": prov["app_id"], "compose_hash": prov["compose_hash"]})
+	if doc := call(t, l, "GET", "/cvms/"+cvm["vm_uuid"].(string)+"/compose_file", nil); doc["pre_launch_script"] != script {
+		t.Errorf("pre_launch_script = %#v, want the injected script", doc["pre_launch_script"])
+	}
+}
+
 func TestLocalnetForkNotAKMS(t *testing.T) {
 	upstream := testnet.NewTestAnvil(t, testnet.AnvilConfig{})
 	_, err := testnet.StartLocalnet(context.Background(), testnet.LocalnetConfig{ForkURL: upstream.RPCURL(),
@@ -209,6 +249,10 @@ func TestLocalnetConfigCheck(t *testing.T) {
 		{"negative block time", testnet.LocalnetConfig{BlockTime: -time.Second}, false},
 		{"embedded half second", testnet.LocalnetConfig{Embedded: true, BlockTime: 500 * time.Millisecond}, false},
 		{"fork with chain id", testnet.LocalnetConfig{ForkURL: "http://x", KMSContract: kmsAddr, ChainID: 5}, false},
+		{"adversary", testnet.LocalnetConfig{Adversary: cloud.AdversaryCompose}, true},
+		{"unknown adversary", testnet.LocalnetConfig{Adversary: "bogus"}, false},
+		{"adversary and Cloud.Adversary disagree", testnet.LocalnetConfig{Adversary: cloud.AdversaryCompose,
+			Cloud: cloud.Config{Adversary: cloud.AdversaryPreLaunch}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -49,17 +49,22 @@ func (s *Server) verifyChain(ctx context.Context) error {
 	}
 	s.cfg.ChainID = id.Uint64()
 	*s.onKMS.ChainID = id.Uint64()
-	out, err := s.call(ctx, s.cfg.KMSContract, kmsABI.PackKmsInfo())
+	return s.verifyRoot(ctx, s.cfg.KMSContract, s.keys.rootPublicKey())
+}
+
+// verifyRoot checks that the DstackKms at kms stores root as k256Pubkey.
+func (s *Server) verifyRoot(ctx context.Context, kms common.Address, root []byte) error {
+	out, err := s.call(ctx, kms, kmsABI.PackKmsInfo())
 	if err != nil {
 		return fmt.Errorf("cloud: read kmsInfo: %w", err)
 	}
 	info, err := kmsABI.UnpackKmsInfo(out)
 	if err != nil {
-		return fmt.Errorf("cloud: decode kmsInfo of %s (is it a DstackKms?): %w", s.cfg.KMSContract.Hex(), err)
+		return fmt.Errorf("cloud: decode kmsInfo of %s (is it a DstackKms?): %w", kms.Hex(), err)
 	}
-	if !bytes.Equal(info.K256Pubkey, s.keys.rootPublicKey()) {
-		return fmt.Errorf("cloud: %w: on-chain k256Pubkey is %x, the cloud's root key is %x",
-			ErrRootKeyMismatch, info.K256Pubkey, s.keys.rootPublicKey())
+	if !bytes.Equal(info.K256Pubkey, root) {
+		return fmt.Errorf("cloud: %w: k256Pubkey of %s is %x, the cloud's root key is %x",
+			ErrRootKeyMismatch, kms.Hex(), info.K256Pubkey, root)
 	}
 	return nil
 }
@@ -96,14 +101,14 @@ func (s *Server) bootInfo(appID common.Address, composeHash common.Hash, instanc
 // KMS, and does DstackKms.isAppAllowed pass for this boot info.
 func (s *Server) checkBoot(ctx context.Context, appID common.Address, composeHash common.Hash, instanceID common.Address) (bootCheck, error) {
 	var res bootCheck
-	out, err := s.call(ctx, s.cfg.KMSContract, kmsABI.PackRegisteredApps(appID))
+	out, err := s.call(ctx, s.kms, kmsABI.PackRegisteredApps(appID))
 	if err != nil {
 		return res, err
 	}
 	if res.Registered, err = kmsABI.UnpackRegisteredApps(out); err != nil {
 		return res, fmt.Errorf("decode registeredApps: %w", err)
 	}
-	out, err = s.call(ctx, s.cfg.KMSContract, kmsABI.PackIsAppAllowed(s.bootInfo(appID, composeHash, instanceID)))
+	out, err = s.call(ctx, s.kms, kmsABI.PackIsAppAllowed(s.bootInfo(appID, composeHash, instanceID)))
 	if err != nil {
 		return res, err
 	}
@@ -146,7 +151,7 @@ func (s *Server) readPolicy(ctx context.Context, appID common.Address, composeHa
 	p.DeviceIDAllowed = p.DeviceIDAllowed || p.AllowAnyDevice
 	info := s.bootInfo(appID, composeHash, instanceID)
 	info.DeviceId = deviceID
-	out, err := s.call(ctx, s.cfg.KMSContract, kmsABI.PackIsAppAllowed(info))
+	out, err := s.call(ctx, s.kms, kmsABI.PackIsAppAllowed(info))
 	if err != nil {
 		return p, err
 	}

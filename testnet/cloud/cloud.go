@@ -115,6 +115,21 @@ type Config struct {
 	// DefaultVersion applies when a request has no X-Phala-Version
 	// (default 2025-10-28).
 	DefaultVersion string
+	// InjectPreLaunchScript, when set, is put into every app-compose whose
+	// request has no pre_launch_script, as the real service injects its
+	// default script (reference A4). Nil injects nothing: a request without
+	// a script gets an app-compose without the key. DefaultPreLaunchScript
+	// is a ready-made text to inject.
+	InjectPreLaunchScript *string
+	// Adversary makes the cloud lie about exactly one thing, consistently,
+	// to show that a client's checks catch it: one of AdversaryModes, or
+	// "" for an honest cloud. Every lie is logged as msg="adversary".
+	Adversary string
+	// RogueKMSContract is a second DstackKms on Chain, and RogueRootKey the
+	// root key stored in it, that the rogue-kms mode serves instead of
+	// KMSContract (required with that mode, refused without it).
+	RogueKMSContract common.Address
+	RogueRootKey     *ecdsa.PrivateKey
 }
 
 // Check reports missing or inconsistent settings.
@@ -149,7 +164,28 @@ func (c Config) Check() error {
 			errs = append(errs, fmt.Errorf("cloud: unknown DefaultVersion %q", c.DefaultVersion))
 		}
 	}
+	if err := CheckAdversary(c.Adversary); err != nil {
+		errs = append(errs, err)
+	}
+	rogue := c.RogueKMSContract != (common.Address{}) || c.RogueRootKey != nil
+	switch {
+	case c.Adversary == AdversaryRogueKMS && (c.RogueKMSContract == (common.Address{}) || c.RogueRootKey == nil):
+		errs = append(errs, errors.New("cloud: the rogue-kms adversary needs RogueKMSContract and RogueRootKey"))
+	case c.Adversary != AdversaryRogueKMS && rogue:
+		errs = append(errs, errors.New("cloud: RogueKMSContract and RogueRootKey apply only to the rogue-kms adversary"))
+	case rogue && c.RogueKMSContract == c.KMSContract:
+		errs = append(errs, errors.New("cloud: RogueKMSContract must differ from KMSContract"))
+	}
+	if c.InjectPreLaunchScript != nil && len(*c.InjectPreLaunchScript) > MaxComposeBytes {
+		errs = append(errs, fmt.Errorf("cloud: InjectPreLaunchScript is %d bytes, over the %d-byte limit", len(*c.InjectPreLaunchScript), MaxComposeBytes))
+	}
 	return errors.Join(errs...)
+}
+
+// secretFrom derives a KMS's app-key secret from its root key.
+func secretFrom(root *ecdsa.PrivateKey) []byte {
+	sum := sha256.Sum256(append([]byte("cvmdeploy-local-kms/secret/v1"), crypto.FromECDSA(root)...))
+	return sum[:]
 }
 
 // DefaultDeviceID is the node's device id when Config.DeviceID is zero.
@@ -168,8 +204,7 @@ func (c Config) withDefaults() Config {
 		c.KMSVersion = "v0.5.5"
 	}
 	if c.KMSSecret == nil && c.RootKey != nil {
-		sum := sha256.Sum256(append([]byte("cvmdeploy-local-kms/secret/v1"), crypto.FromECDSA(c.RootKey)...))
-		c.KMSSecret = sum[:]
+		c.KMSSecret = secretFrom(c.RootKey)
 	}
 	if c.DeviceID == (common.Hash{}) {
 		c.DeviceID = DefaultDeviceID()
@@ -209,9 +244,10 @@ func (c Config) withDefaults() Config {
 type Server struct {
 	cfg    Config
 	log    *slog.Logger
-	keys   *keyring
-	onKMS  *kmsEntry // the on-chain KMS
-	phKMS  *kmsEntry // the cloud (PHALA) KMS
+	keys   *keyring       // the KMS the cloud serves (the rogue one in rogue-kms)
+	kms    common.Address // the DstackKms the cloud serves and boots against
+	onKMS  *kmsEntry      // the on-chain KMS
+	phKMS  *kmsEntry      // the cloud (PHALA) KMS
 	mux    *http.ServeMux
 	ctx    context.Context // cancelled by Close; ends boots and streams
 	cancel context.CancelFunc
@@ -247,7 +283,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:        cfg,
 		log:        slog.New(slog.NewTextHandler(cfg.Log, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		keys:       &keyring{root: cfg.RootKey, secret: cfg.KMSSecret},
+		keys:       &keyring{root: cfg.RootKey, signer: cfg.RootKey, secret: cfg.KMSSecret},
+		kms:        cfg.KMSContract,
 		ctx:        sctx,
 		cancel:     cancel,
 		rng:        rand.New(rand.NewSource(cfg.Seed)),
@@ -270,12 +307,25 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cancel()
 		return nil, err
 	}
+	if err := s.becomeAdversary(ctx); err != nil {
+		cancel()
+		return nil, err
+	}
 	s.routes()
 	return s, nil
 }
 
-// RootPublicKey returns the KMS root key's 33-byte compressed public key.
+// RootPublicKey returns the 33-byte compressed public key of the root of
+// the KMS the cloud serves (the rogue KMS's in the rogue-kms mode).
 func (s *Server) RootPublicKey() []byte { return s.keys.rootPublicKey() }
+
+// KMSContract returns the DstackKms the cloud names in kms_info and boots
+// against: Config.KMSContract, or Config.RogueKMSContract in the rogue-kms
+// mode.
+func (s *Server) KMSContract() common.Address { return s.kms }
+
+// Adversary returns the adversary mode ("" when honest).
+func (s *Server) Adversary() string { return s.cfg.Adversary }
 
 // DeviceID returns the node's device id.
 func (s *Server) DeviceID() common.Hash { return s.cfg.DeviceID }
@@ -306,7 +356,7 @@ func (s *Server) Start(addr string) error {
 		}
 	}()
 	s.log.Info("cloud listening", "api_prefix", s.baseURL+s.cfg.PathPrefix, "kms", s.cfg.KMSSlug,
-		"kms_contract", s.cfg.KMSContract.Hex(), "chain_id", s.cfg.ChainID)
+		"kms_contract", s.kms.Hex(), "chain_id", s.cfg.ChainID)
 	return nil
 }
 
@@ -409,6 +459,8 @@ func (s *Server) routes() {
 	api.HandleFunc("GET /cvms/{id}", s.handleGetCVM)
 	api.HandleFunc("GET /cvms/{id}/state", s.handleState)
 	api.HandleFunc("GET /cvms/{id}/compose_file", s.handleComposeFile)
+	api.HandleFunc("GET /cvms/{id}/attestation", s.handleAttestation)
+	api.HandleFunc("POST /cvms/{id}/restart", s.handleRestart)
 	api.HandleFunc("PATCH /cvms/{id}", s.handlePatch)
 	api.HandleFunc("POST /cvms/{id}/commit-update", s.handleCommitUpdate)
 	api.HandleFunc("POST /cvms/{id}/is-allowed", s.handleIsAllowed)

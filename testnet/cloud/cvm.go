@@ -42,6 +42,7 @@ type cvm struct {
 	kms           *kmsEntry
 	kmsType       string // "phala", "ethereum" or "base"
 	appCompose    []byte
+	input         composeInput // what the user asked for; appCompose is rebuilt from it
 	composeHash   string
 	allowedEnvs   []string
 	encryptedEnv  string
@@ -392,7 +393,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c := &cvm{name: p.name, vmUUID: newUUID(), instanceID: randomHex(20), appID: appID, kms: p.kms, kmsType: kmsType,
-		appCompose: p.appCompose, composeHash: hash, allowedEnvs: p.allowedEnvs, encryptedEnv: encrypted, envKeys: keys,
+		appCompose: p.appCompose, input: p.input, composeHash: hash, allowedEnvs: p.allowedEnvs, encryptedEnv: encrypted, envKeys: keys,
 		instanceType: p.instanceType, vcpu: p.vcpu, memory: p.memory, disk: p.disk, listed: p.listed,
 		status: StatusCreating, inProgress: true, bootProgress: "allocating resources", createdAt: time.Now(),
 		correlationID: newUUID()}
@@ -492,6 +493,44 @@ func (s *Server) boot(c *cvm, gen int) {
 		s.log.Info("cvm running", "cvm", c.id, "app", appID, "compose_hash", hash)
 	}
 	s.notifyLocked()
+}
+
+// handleRestart serves POST /cvms/{id}/restart {force?} (the SDK's
+// restartCvm): the boot state machine starts again — restarting →
+// starting → running, or error with boot_error — so a CVM whose compose
+// hash the owner allowed after the commit boots now. The answer is the CVM
+// object with status "restarting" (the SDK parses a VM; the status code is
+// not documented, so 200). A boot in progress is abandoned for the new one.
+func (s *Server) handleRestart(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	body := map[string]any{}
+	if r.ContentLength != 0 {
+		var ok bool
+		if body, ok = decodeObject(w, r); !ok {
+			return
+		}
+	}
+	v := &validator{}
+	force, _ := v.boolean(body, []any{"body"}, "force")
+	if !v.ok() {
+		writeValidation(w, v.errs)
+		return
+	}
+	s.mu.Lock()
+	c := s.findLocked(id)
+	if c == nil {
+		s.mu.Unlock()
+		writeCVMNotFound(w, id)
+		return
+	}
+	prev := c.status
+	c.status, c.bootProgress, c.startedAt = StatusRestarting, "restarting", time.Time{}
+	c.correlationID = newUUID()
+	s.startBootLocked(c)
+	resp := s.cvmJSON(c, versionOf(r))
+	s.mu.Unlock()
+	s.log.Info("cvm restart", "cvm", c.id, "app", c.appID, "from", prev, "force", force)
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // sleep waits d or until Close; it reports whether to go on.

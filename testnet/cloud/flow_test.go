@@ -121,11 +121,14 @@ func TestOnChainDeployFlow(t *testing.T) {
 	if err := kms.CheckComposeHash(cf.raw, hash); err != nil {
 		t.Errorf("compose_file does not hash to compose_hash: %v", err)
 	}
-	for k, want := range map[string]any{"manifest_version": float64(2), "name": "flow-app-1", "runner": "docker-compose",
-		"kms_enabled": true, "gateway_enabled": true, "pre_launch_script": cloud.DefaultPreLaunchScript} {
+	for k, want := range map[string]any{"manifest_version": float64(2), "name": "", "runner": "docker-compose",
+		"kms_enabled": true, "gateway_enabled": true} {
 		if cf.body[k] != want {
 			t.Errorf("app-compose %s = %#v, want %#v", k, cf.body[k], want)
 		}
+	}
+	if _, ok := cf.body["pre_launch_script"]; ok {
+		t.Errorf("app-compose has a pre_launch_script the request did not send")
 	}
 
 	// Committing again is idempotent.

@@ -92,6 +92,13 @@ func newAPI(t *testing.T) *api {
 	return &api{t: t, prefix: shared.APIPrefix, key: shared.APIKey, version: cloud.Version20251028}
 }
 
+// forTest returns a copy of a that reports to t (a subtest).
+func (a *api) forTest(t *testing.T) *api {
+	c := *a
+	c.t = t
+	return &c
+}
+
 type reply struct {
 	status int
 	header http.Header
@@ -223,9 +230,15 @@ func (a *api) waitStatus(id string) map[string]any {
 // logHas waits until the event log has a line containing every part.
 func logHas(t *testing.T, parts ...string) string {
 	t.Helper()
+	return logHasIn(t, &cloudLog, parts...)
+}
+
+// logHasIn waits until log has a line containing every part.
+func logHasIn(t *testing.T, log *syncBuffer, parts ...string) string {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		for _, line := range strings.Split(cloudLog.String(), "\n") {
+		for _, line := range strings.Split(log.String(), "\n") {
 			ok := true
 			for _, p := range parts {
 				ok = ok && strings.Contains(line, p)
@@ -242,3 +255,59 @@ func logHas(t *testing.T, parts ...string) string {
 }
 
 func cryptoKey() (*ecdsa.PrivateKey, error) { return crypto.GenerateKey() }
+
+// newCloud starts a second cloud on the shared chain and KMS, with cfg
+// edited by edit, and returns a client for it and its event log.
+func newCloud(t *testing.T, edit func(*cloud.Config)) (*api, *syncBuffer) {
+	t.Helper()
+	log := &syncBuffer{}
+	cfg := cloud.Config{APIKey: "phak_other", Chain: chainBackend(t), KMSContract: shared.KMSContract, RootKey: rootKey,
+		OSImageHash: shared.OSImageHash, BootStep: 20 * time.Millisecond, Log: log}
+	if edit != nil {
+		edit(&cfg)
+	}
+	srv, err := cloud.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("cloud.New: %v", err)
+	}
+	if err := srv.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Close(); err != nil {
+			t.Errorf("close cloud: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("cloud log:\n%s", log.String())
+		}
+	})
+	return &api{t: t, prefix: srv.APIPrefix(), key: cfg.APIKey, version: cloud.Version20251028}, log
+}
+
+// cloudKMSCVM provisions body on the cloud (PHALA) KMS, commits it and
+// returns the CVM's id, its compose hash and the stored app-compose's raw
+// bytes (GET /cvms/{id}/compose_file). The cloud KMS needs no chain, so
+// the template is seen without an app contract.
+func (a *api) cloudKMSCVM(body map[string]any) (id, hash string, stored []byte) {
+	a.t.Helper()
+	body["kms"] = "PHALA"
+	prov := a.do("POST", "/cvms/provision", body).must(a.t, 200)
+	hash = prov["compose_hash"].(string)
+	cvm := a.do("POST", "/cvms", map[string]any{"app_id": prov["app_id"], "compose_hash": hash}).must(a.t, 200)
+	id = cvm["vm_uuid"].(string)
+	cf := a.do("GET", "/cvms/"+id+"/compose_file", nil)
+	if cf.status != 200 {
+		a.t.Fatalf("compose_file: %d %s", cf.status, cf.raw)
+	}
+	return id, hash, cf.raw
+}
+
+// decode parses a JSON object or fails the test.
+func decode(t *testing.T, raw []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("decode %s: %v", raw, err)
+	}
+	return m
+}

@@ -88,6 +88,7 @@ func (s *Server) handleGetKMS(w http.ResponseWriter, r *http.Request) {
 	if k.OnChain {
 		// Extra, optional key: the root key clients verify signatures against.
 		info["k256_pubkey"] = "0x" + hex.EncodeToString(s.keys.rootPublicKey())
+		s.logKMSLie("kms")
 	}
 	writeJSON(w, http.StatusOK, info)
 }
@@ -141,5 +142,8 @@ func (s *Server) handlePubkey(w http.ResponseWriter, r *http.Request) {
 		resp["signature_v1"] = hex.EncodeToString(sigV1)
 	}
 	s.log.Info("served app env pubkey", "kms", k.Slug, "app", "0x"+app, "v1", wantV1)
+	if k.OnChain {
+		s.logKMSLie("pubkey", "app", "0x"+app)
+	}
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -16,6 +16,7 @@ import (
 // from which every app's X25519 env-encryption key is derived.
 type keyring struct {
 	root   *ecdsa.PrivateKey
+	signer *ecdsa.PrivateKey // signs app keys: root, or a forger's key (forged-key)
 	secret []byte
 }
 
@@ -48,7 +49,7 @@ func (k *keyring) signPubkey(appID [20]byte, pub []byte, timestamp uint64, v1 bo
 		msg = binary.BigEndian.AppendUint64(msg, timestamp)
 	}
 	msg = append(msg, pub...)
-	sig, err := crypto.Sign(crypto.Keccak256(msg), k.root)
+	sig, err := crypto.Sign(crypto.Keccak256(msg), k.signer)
 	if err != nil {
 		return nil, fmt.Errorf("sign env pubkey: %w", err)
 	}

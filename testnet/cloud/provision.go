@@ -24,9 +24,11 @@ var instanceTypes = map[string]struct{ vcpu, memory, disk int64 }{
 	"tdx.2xlarge": {16, 32768, 320},
 }
 
-// DefaultPreLaunchScript is what the emulator puts into every app-compose
-// whose request has no pre_launch_script, as the service injects its own
-// default script (reference §9). Its exact text is ours.
+// DefaultPreLaunchScript is a stand-in for the real service's default
+// pre-launch script, for tests that want the cloud to inject one
+// (Config.InjectPreLaunchScript). The cloud injects nothing unless told to:
+// the real default's bytes are held server-side (reference A4), so a
+// test that wants injection pins the text it injects. Its exact text is ours.
 const DefaultPreLaunchScript = `#!/bin/bash
 # Default pre-launch script added by the cvmdeploy local cloud.
 set -e
@@ -76,6 +78,7 @@ type provision struct {
 	hash         string
 	name         string
 	appCompose   []byte // canonical JSON; its sha256 is hash
+	input        composeInput
 	allowedEnvs  []string
 	kms          *kmsEntry
 	appID        string // PHALA KMS only: lowercase 40 hex
@@ -87,19 +90,21 @@ type provision struct {
 	expires      time.Time
 }
 
-// composeInput is the part of a request that ends up in the app-compose.
+// composeInput is the part of a request that ends up in the app-compose:
+// what the user asked for. The stored app-compose is rebuilt from it (plus
+// the server's fields, an injected pre-launch script and, in an adversary
+// mode, the lie) on provision and on every update.
 type composeInput struct {
-	name              string
-	dockerCompose     string
-	preLaunch         *string
-	allowedEnvs       []string
-	publicLogs        *bool
-	publicSysinfo     *bool
-	publicTcbinfo     *bool
-	gatewayEnabled    *bool
-	secureTime        *bool
-	storageFS         string
-	composeNameOnFile string
+	name           string // compose_file.name as sent (the CLI sends "")
+	dockerCompose  string
+	preLaunch      *string
+	allowedEnvs    []string
+	publicLogs     *bool
+	publicSysinfo  *bool
+	publicTcbinfo  *bool
+	gatewayEnabled *bool
+	secureTime     *bool
+	storageFS      string
 }
 
 func boolOr(p *bool, def bool) bool {
@@ -109,49 +114,63 @@ func boolOr(p *bool, def bool) bool {
 	return *p
 }
 
-// buildAppCompose turns a request into the app-compose the CVM will measure.
-// Server-side fields (documented in the package README of testnet/cloud):
-// manifest_version 2, name (the CVM name unless compose_file.name is set),
-// runner "docker-compose", kms_enabled true, gateway_enabled (default true),
-// public_logs/public_sysinfo/public_tcbinfo (default true), local key
-// provider off, key_provider "kms", no_instance_id false, secure_time
-// (default false), features ["kms","tproxy-net"], the default
-// pre_launch_script when none is given, and allowed_envs always present.
+// buildAppCompose turns a request into the app-compose the CVM will measure,
+// following the 2026 server template (reference A3): compact JSON with
+// sorted keys and exactly allowed_envs (default []), docker_compose_file,
+// features ["kms","tproxy-net"], gateway_enabled (default true, or the
+// deprecated tproxy_enabled), kms_enabled true, local_key_provider_enabled
+// false, manifest_version 2, name (compose_file.name, default ""),
+// no_instance_id false, pre_launch_script (only when in has one),
+// public_logs/public_sysinfo/public_tcbinfo (default true), runner
+// "docker-compose", secure_time (default false), storage_fs (default "zfs")
+// and tproxy_enabled (= gateway_enabled). key_provider appears only when
+// requested on the real service; this cloud takes no such request.
 func buildAppCompose(in composeInput) ([]byte, string, error) {
-	name := in.composeNameOnFile
-	if name == "" {
-		name = in.name
-	}
 	allowed := in.allowedEnvs
 	if allowed == nil {
 		allowed = []string{}
 	}
-	pre := DefaultPreLaunchScript
-	if in.preLaunch != nil {
-		pre = *in.preLaunch
+	gateway := boolOr(in.gatewayEnabled, true)
+	storage := in.storageFS
+	if storage == "" {
+		storage = "zfs"
 	}
 	doc := map[string]any{
-		"manifest_version":           2,
-		"name":                       name,
-		"runner":                     "docker-compose",
-		"docker_compose_file":        in.dockerCompose,
 		"allowed_envs":               allowed,
+		"docker_compose_file":        in.dockerCompose,
+		"features":                   DefaultFeatures,
+		"gateway_enabled":            gateway,
 		"kms_enabled":                true,
-		"gateway_enabled":            boolOr(in.gatewayEnabled, true),
+		"local_key_provider_enabled": false,
+		"manifest_version":           2,
+		"name":                       in.name,
+		"no_instance_id":             false,
 		"public_logs":                boolOr(in.publicLogs, true),
 		"public_sysinfo":             boolOr(in.publicSysinfo, true),
 		"public_tcbinfo":             boolOr(in.publicTcbinfo, true),
-		"local_key_provider_enabled": false,
-		"key_provider":               "kms",
-		"no_instance_id":             false,
+		"runner":                     "docker-compose",
 		"secure_time":                boolOr(in.secureTime, false),
-		"features":                   DefaultFeatures,
-		"pre_launch_script":          pre,
+		"storage_fs":                 storage,
+		"tproxy_enabled":             gateway,
 	}
-	if in.storageFS != "" {
-		doc["storage_fs"] = in.storageFS
+	if in.preLaunch != nil {
+		doc["pre_launch_script"] = *in.preLaunch
 	}
 	return canonicalCompose(doc)
+}
+
+// appCompose builds the app-compose this cloud stores for in: the template,
+// with the configured pre-launch script when in has none, and the
+// adversary's lie, if any. lie describes the lie for the event log ("" when
+// honest).
+func (s *Server) appCompose(in composeInput) (doc []byte, hash, lie string, err error) {
+	if in.preLaunch == nil && s.cfg.InjectPreLaunchScript != nil {
+		script := *s.cfg.InjectPreLaunchScript
+		in.preLaunch = &script
+	}
+	in, lie = s.lieAboutCompose(in)
+	doc, hash, err = buildAppCompose(in)
+	return doc, hash, lie, err
 }
 
 // canonicalCompose serialises an app-compose in the canonical form of
@@ -177,8 +196,8 @@ func canonicalCompose(doc map[string]any) ([]byte, string, error) {
 }
 
 // readComposeFile validates a compose_file object (provision) into v.
-func readComposeFile(v *validator, cf map[string]any, loc []any, name string) composeInput {
-	in := composeInput{name: name}
+func readComposeFile(v *validator, cf map[string]any, loc []any) composeInput {
+	var in composeInput
 	if s, ok := v.str(cf, loc, "docker_compose_file", true); ok {
 		if strings.TrimSpace(s) == "" {
 			v.add("string_too_short", at(loc, "docker_compose_file"), "String should have at least 1 character", s, map[string]any{"min_length": 1})
@@ -193,7 +212,7 @@ func readComposeFile(v *validator, cf map[string]any, loc []any, name string) co
 		in.allowedEnvs = keys
 	}
 	if s, ok := v.str(cf, loc, "name", false); ok {
-		in.composeNameOnFile = s
+		in.name = s
 	}
 	for key, dst := range map[string]**bool{
 		"public_logs": &in.publicLogs, "public_sysinfo": &in.publicSysinfo, "public_tcbinfo": &in.publicTcbinfo,
@@ -239,7 +258,7 @@ func (s *Server) handleProvision(w http.ResponseWriter, r *http.Request) {
 	}
 	var in composeInput
 	if cf, ok := v.object(body, loc, "compose_file", true); ok {
-		in = readComposeFile(v, cf, at(loc, "compose_file"), name)
+		in = readComposeFile(v, cf, at(loc, "compose_file"))
 	}
 	kmsType := "PHALA"
 	if k, ok := v.enum(body, loc, "kms", "PHALA", "ETHEREUM", "BASE"); ok {
@@ -340,12 +359,15 @@ func (s *Server) handleProvision(w http.ResponseWriter, r *http.Request) {
 		disk = size.disk
 	}
 
-	appCompose, hash, err := buildAppCompose(in)
+	appCompose, hash, lie, err := s.appCompose(in)
 	if err != nil {
 		writeDetail(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	p := &provision{hash: hash, name: name, appCompose: appCompose, allowedEnvs: in.allowedEnvs, kms: entry,
+	if lie != "" {
+		s.log.Warn("adversary", "mode", s.cfg.Adversary, "on", "provision", "name", name, "lie", lie, "compose_hash", hash)
+	}
+	p := &provision{hash: hash, name: name, appCompose: appCompose, input: in, allowedEnvs: in.allowedEnvs, kms: entry,
 		instanceType: instanceType, vcpu: vcpu, memory: memory, disk: disk, listed: listed,
 		expires: time.Now().Add(s.cfg.ProvisionTTL)}
 	if !entry.OnChain {
@@ -391,6 +413,9 @@ func (s *Server) handleProvision(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.log.Info("provisioned", "name", name, "compose_hash", hash, "kms", entry.Slug, "allowed_envs", in.allowedEnvs,
 		"device_id", hex.EncodeToString(s.cfg.DeviceID[:]))
+	if entry.OnChain {
+		s.logKMSLie("provision", "name", name)
+	}
 	writeJSON(w, http.StatusOK, resp)
 }
 

@@ -3,10 +3,10 @@ package cloud
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +23,7 @@ type pendingUpdate struct {
 	cvmID        int64
 	hash         string
 	appCompose   []byte
+	input        composeInput
 	allowedEnvs  []string
 	encryptedEnv *string
 	envKeys      []string
@@ -125,42 +126,30 @@ func readUpdate(v *validator, body map[string]any, image string) updateRequest {
 	return u
 }
 
-// applyCompose returns the CVM's app-compose with u's changes and its hash.
-func applyCompose(current []byte, u updateRequest) ([]byte, string, []string, error) {
-	var doc map[string]any
-	dec := json.NewDecoder(strings.NewReader(string(current)))
-	dec.UseNumber()
-	if err := dec.Decode(&doc); err != nil {
-		return nil, "", nil, fmt.Errorf("decode stored app-compose: %w", err)
-	}
+// apply returns the user's compose input with u's changes.
+func (u updateRequest) apply(in composeInput) composeInput {
 	if u.dockerCompose != nil {
-		doc["docker_compose_file"] = *u.dockerCompose
+		in.dockerCompose = *u.dockerCompose
 	}
 	if u.preLaunch != nil {
-		doc["pre_launch_script"] = *u.preLaunch
+		script := *u.preLaunch
+		in.preLaunch = &script
 	}
-	var allowed []string
 	if u.hasAllowed {
-		allowed = u.allowedEnvs
-		doc["allowed_envs"] = allowed
-	} else if list, ok := doc["allowed_envs"].([]any); ok {
-		for _, k := range list {
-			if s, ok := k.(string); ok {
-				allowed = append(allowed, s)
-			}
-		}
-	}
-	if allowed == nil {
-		allowed = []string{}
+		in.allowedEnvs = slices.Clone(u.allowedEnvs)
 	}
 	for k, b := range u.publics {
-		doc[k] = b
+		b := b
+		switch k {
+		case "public_logs":
+			in.publicLogs = &b
+		case "public_sysinfo":
+			in.publicSysinfo = &b
+		case "public_tcbinfo":
+			in.publicTcbinfo = &b
+		}
 	}
-	canon, hash, err := canonicalCompose(doc)
-	if err != nil {
-		return nil, "", nil, err
-	}
-	return canon, hash, allowed, nil
+	return in
 }
 
 // handlePatch serves PATCH /cvms/{id}: the generic update, its 465
@@ -199,12 +188,21 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	current, currentHash, appID := c.appCompose, c.composeHash, c.appID
+	input, currentHash, appID := u.apply(c.input), c.composeHash, c.appID
 	s.mu.Unlock()
-	appCompose, hash, allowed, err := applyCompose(current, u)
+	// The update rebuilds the app-compose from the template, as provision
+	// does.
+	appCompose, hash, lie, err := s.appCompose(input)
 	if err != nil {
 		writeDetail(w, http.StatusInternalServerError, err.Error())
 		return
+	}
+	if lie != "" {
+		s.log.Warn("adversary", "mode", s.cfg.Adversary, "on", "update", "cvm", c.id, "lie", lie, "compose_hash", hash)
+	}
+	allowed := input.allowedEnvs
+	if allowed == nil {
+		allowed = []string{}
 	}
 	var envKeys []string
 	if u.encryptedEnv != nil {
@@ -216,7 +214,7 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request) {
 		envKeys = keys
 		s.log.Info("decrypted env", "app", "0x"+appID, "keys", keys)
 	}
-	pending := &pendingUpdate{cvmID: c.id, hash: hash, appCompose: appCompose, allowedEnvs: allowed,
+	pending := &pendingUpdate{cvmID: c.id, hash: hash, appCompose: appCompose, input: input, allowedEnvs: allowed,
 		encryptedEnv: u.encryptedEnv, envKeys: envKeys, res: u.res, expires: time.Now().Add(s.cfg.ProvisionTTL)}
 	prepareOnly := strings.EqualFold(r.Header.Get("X-Prepare-Only"), "true")
 	if hash == currentHash || !c.kms.OnChain {
@@ -368,7 +366,7 @@ func (s *Server) confirmUpdate(w http.ResponseWriter, r *http.Request, c *cvm, t
 // applyUpdate changes the CVM and reboots it: 202 {correlation_id, status}.
 func (s *Server) applyUpdate(w http.ResponseWriter, c *cvm, p *pendingUpdate, confirmed bool) {
 	s.mu.Lock()
-	c.appCompose, c.composeHash, c.allowedEnvs = p.appCompose, p.hash, p.allowedEnvs
+	c.appCompose, c.input, c.composeHash, c.allowedEnvs = p.appCompose, p.input, p.hash, p.allowedEnvs
 	if p.encryptedEnv != nil {
 		c.encryptedEnv, c.envKeys = *p.encryptedEnv, p.envKeys
 	}
