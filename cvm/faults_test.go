@@ -29,7 +29,9 @@ func newEnvWith(t *testing.T, cfg testnet.LocalnetConfig) *env {
 	defer cancel()
 	logBuf := &syncBuffer{}
 	cfg.Cloud.Log = logBuf
-	cfg.Cloud.BootStep = 10 * time.Millisecond
+	if cfg.Cloud.BootStep == 0 {
+		cfg.Cloud.BootStep = 10 * time.Millisecond
+	}
 	ln, err := testnet.StartLocalnet(ctx, cfg)
 	if err != nil {
 		t.Fatalf("start localnet: %v", err)

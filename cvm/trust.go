@@ -120,7 +120,7 @@ func (r *Runner) verifiedAppKey(ctx context.Context, chain *deployer.Client, k k
 		params.Timestamp, params.Signature = key.Timestamp, *key.SignatureV1
 	}
 	if err := kms.VerifyAppKey(params); err != nil {
-		return nil, fmt.Errorf("%w: the env key the API returned for app %s is not signed by the root key of KMS %s on chain %d: %w; nothing was encrypted or sent", ErrKeyVerification, k.AppID, k.KMSContract.Hex(), k.ChainID, err)
+		return nil, fmt.Errorf("%w: the env key the API returned for app %s is not signed by the KMS root key of %s on chain %d: %w; nothing was encrypted or sent", ErrKeyVerification, k.AppID, k.KMSContract.Hex(), k.ChainID, err)
 	}
 	step.Verified = true
 	step.RootKey = hexutil.Encode(root)

@@ -332,17 +332,24 @@ func TestCLIDeployBootFailure(t *testing.T) {
 }
 
 // TestCLIMainnetNeedsYesOffTerminal runs a testnet that calls itself Base
-// (chain 8453): off a terminal, spending "mainnet" gas needs --yes.
+// (chain 8453): its KMS is not Phala's pinned one, so it is refused unless
+// named with --kms-contract; then, off a terminal, spending "mainnet" gas
+// needs --yes.
 func TestCLIMainnetNeedsYesOffTerminal(t *testing.T) {
 	f := newFlowEnvOn(t, 8453)
 	r := runCLI(t, "", f.deployArgs("cli-mainnet")...)
+	if r.code != commands.ExitVerify || !strings.Contains(r.stderr, "0x2f83172A49584C017F2B256F0FB2Dca14126Ba9C") || !strings.Contains(r.stderr, f.ln.KMSContract.Hex()) {
+		t.Fatalf("unpinned KMS on chain 8453: exit %d, want %d naming both contracts\n%s", r.code, commands.ExitVerify, r.stderr)
+	}
+	trusted := []string{"--kms-contract", f.ln.KMSContract.Hex()}
+	r = runCLI(t, "", f.deployArgs("cli-mainnet", trusted...)...)
 	if r.code != commands.ExitUsage || !strings.Contains(r.stderr, "without --yes") {
 		t.Fatalf("exit %d, want %d asking for --yes\n%s", r.code, commands.ExitUsage, r.stderr)
 	}
 	if f.deployments(t) != 0 {
 		t.Fatal("gas was spent without confirmation")
 	}
-	r = runCLI(t, "", f.deployArgs("cli-mainnet", "--yes")...)
+	r = runCLI(t, "", f.deployArgs("cli-mainnet", append(trusted, "--yes")...)...)
 	if r.code != 0 {
 		t.Fatalf("with --yes: exit %d\n%s", r.code, r.stderr)
 	}
