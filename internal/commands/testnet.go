@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/urfave/cli/v2"
 
 	"github.com/cvmdeploy/cvmdeploy/testnet"
@@ -27,7 +29,15 @@ func init() {
 					"on 127.0.0.1 under /api/v1. With --fork-url it forks a live chain and takes over the KMS named by\n" +
 					"--kms-contract there (impersonating its owner on the fork). Prints rpc_url, chain_id, kms_contract,\n" +
 					"kms_id, api_prefix, api_key and dev_account, then the export lines (on stderr with --json), and\n" +
-					"runs until interrupted. The cloud's event log (on-chain checks, env keys; never values) goes to stderr.",
+					"runs until interrupted. The cloud's event log (on-chain checks, env keys; never values) goes to stderr.\n\n" +
+					"--adversary MODE makes the local cloud lie about exactly one thing, to see cvmdeploy's checks catch it:\n" +
+					"  compose           the stored app-compose gets a service mounting the dstack socket\n" +
+					"  prelaunch         the app-compose gets a pre_launch_script the user never sent (or replaces theirs)\n" +
+					"  flip-public-logs  public_logs is the opposite of what was requested\n" +
+					"  forged-key        app env keys are signed by a key that is not the KMS root\n" +
+					"  rogue-kms         a second DstackKms with its own root is deployed and named in every kms_info;\n" +
+					"                    kms_contract still prints the honest one, rogue_kms_contract the rogue one\n" +
+					"Each lie is logged as msg=adversary on stderr. Never point real deployments at an adversary.",
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "embedded", Usage: "run the in-process go-ethereum dev chain instead of anvil"},
 					&cli.StringFlag{Name: "fork-url", Usage: "fork this chain with anvil (e.g. a Base or Sepolia RPC) and use its KMS"},
@@ -36,6 +46,10 @@ func init() {
 					&cli.Uint64Flag{Name: "chain-id", Usage: "chain id of a fresh chain (default 31337)"},
 					&cli.StringFlag{Name: "api-key", Usage: "API key the local cloud accepts (default: a random phak_local_… key)"},
 					&cli.StringFlag{Name: "listen", Value: "127.0.0.1:0", Usage: "address of the local cloud (default: a free port on 127.0.0.1)"},
+					&cli.StringFlag{Name: "adversary", Usage: "make the local cloud lie about one thing, to see cvmdeploy's checks work: one of " +
+						strings.Join(cloud.AdversaryModes, ", ") + " (see the description)"},
+					&cli.StringFlag{Name: "inject-pre-launch", Usage: "a file with the pre-launch script the local cloud injects into an app-compose whose request has none, " +
+						"as the real service injects its default (default: inject nothing)", TakesFile: true},
 					jsonFlag(),
 					quietFlag(),
 				},
@@ -48,11 +62,23 @@ func init() {
 // testnetConfig reads the flags into a LocalnetConfig.
 func testnetConfig(c *cli.Context) (testnet.LocalnetConfig, error) {
 	cfg := testnet.LocalnetConfig{
-		Embedded: c.Bool("embedded"),
-		ForkURL:  strings.TrimSpace(c.String("fork-url")),
-		ChainID:  c.Uint64("chain-id"),
-		APIKey:   c.String("api-key"),
-		Addr:     c.String("listen"),
+		Embedded:  c.Bool("embedded"),
+		ForkURL:   strings.TrimSpace(c.String("fork-url")),
+		ChainID:   c.Uint64("chain-id"),
+		APIKey:    c.String("api-key"),
+		Addr:      c.String("listen"),
+		Adversary: strings.TrimSpace(c.String("adversary")),
+	}
+	if path := c.String("inject-pre-launch"); c.IsSet("inject-pre-launch") {
+		script, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, &UsageError{Err: fmt.Errorf("--inject-pre-launch: %w", err)}
+		}
+		if len(script) > cloud.MaxComposeBytes {
+			return cfg, &UsageError{Err: fmt.Errorf("--inject-pre-launch %s: %d bytes, over the %d-byte limit", path, len(script), cloud.MaxComposeBytes)}
+		}
+		s := string(script)
+		cfg.InjectPreLaunchScript = &s
 	}
 	if c.IsSet("kms-contract") {
 		addr, err := parseAddress("kms-contract", c.String("kms-contract"))
@@ -116,8 +142,14 @@ func testnetUp(c *cli.Context) error {
 		set("kms_owner", ln.KMSOwner.Hex()).
 		set("device_id", fmt.Sprintf("%x", ln.DeviceID[:])).
 		set("os_image_hash", fmt.Sprintf("%x", ln.OSImageHash[:])).
-		set("forked", ln.Forked).
-		set("started_in_ms", elapsed.Milliseconds())
+		set("forked", ln.Forked)
+	if ln.Adversary != "" {
+		r.set("adversary", ln.Adversary)
+	}
+	if ln.RogueKMSContract != (common.Address{}) {
+		r.set("rogue_kms_contract", ln.RogueKMSContract.Hex())
+	}
+	r.set("started_in_ms", elapsed.Milliseconds())
 	if err := printResult(c, r); err != nil {
 		return err
 	}
@@ -135,6 +167,9 @@ func testnetUp(c *cli.Context) error {
 	}
 	if !c.Bool("json") {
 		fmt.Fprintln(exportTo, "# funded dev account "+ln.DevAccount.Address.Hex()+" is account 0 of anvil's public test mnemonic")
+	}
+	if ln.Adversary != "" {
+		progress.Printf("WARNING: the local cloud is an adversary (%s): it lies, to show that cvmdeploy's checks catch it", ln.Adversary)
 	}
 	progress.Printf("testnet up in %s; press Ctrl-C to stop", elapsed.Round(time.Millisecond))
 

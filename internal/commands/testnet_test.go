@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cvmdeploy/cvmdeploy/testnet/cloud"
 )
 
 // lockedBuffer is written by the command while the test reads it.
@@ -92,6 +97,11 @@ func TestTestnetUpJSON(t *testing.T) {
 			if doc["chain_id"] != float64(31337) {
 				t.Errorf("chain_id = %v, want 31337", doc["chain_id"])
 			}
+			for _, k := range []string{"adversary", "rogue_kms_contract"} {
+				if _, ok := doc[k]; ok {
+					t.Errorf("an honest testnet's document has %q: %v", k, doc)
+				}
+			}
 
 			req, _ := http.NewRequest("GET", prefix+"/kms?is_onchain=true", nil)
 			req.Header.Set("X-API-Key", doc["api_key"].(string))
@@ -136,19 +146,93 @@ func TestTestnetUpJSON(t *testing.T) {
 	}
 }
 
+// TestTestnetUpAdversary: --adversary reaches the cloud and the document
+// says so; rogue-kms adds rogue_kms_contract, the KMS the cloud serves,
+// while kms_contract stays the honest one. --inject-pre-launch reaches the
+// cloud too.
+func TestTestnetUpAdversary(t *testing.T) {
+	script := "#!/bin/sh\necho injected by the test\n"
+	file := filepath.Join(t.TempDir(), "pre-launch.sh")
+	if err := os.WriteFile(file, []byte(script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range cloud.AdversaryModes {
+		if mode != cloud.AdversaryCompose && mode != cloud.AdversaryRogueKMS {
+			continue // the others start the same way; the cloud's tests cover each lie
+		}
+		t.Run(mode, func(t *testing.T) {
+			doc, stderr, stop := startTestnetUp(t, "--embedded", "--adversary", mode, "--inject-pre-launch", file)
+			if doc["adversary"] != mode {
+				t.Errorf("adversary = %v, want %s", doc["adversary"], mode)
+			}
+			api := func(method, path string, body any) map[string]any {
+				t.Helper()
+				var rd io.Reader
+				if body != nil {
+					raw, _ := json.Marshal(body)
+					rd = bytes.NewReader(raw)
+				}
+				req, _ := http.NewRequest(method, doc["api_prefix"].(string)+path, rd)
+				req.Header.Set("X-API-Key", doc["api_key"].(string))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				raw, _ := io.ReadAll(resp.Body)
+				var m map[string]any
+				if err := json.Unmarshal(raw, &m); err != nil || resp.StatusCode != 200 {
+					t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, raw)
+				}
+				return m
+			}
+			served := api("GET", "/kms/"+doc["kms_id"].(string), nil)["kms_contract_address"]
+			rogue, hasRogue := doc["rogue_kms_contract"].(string)
+			switch mode {
+			case cloud.AdversaryRogueKMS:
+				if !hasRogue || strings.EqualFold(rogue, doc["kms_contract"].(string)) || served != rogue {
+					t.Errorf("rogue_kms_contract %v, kms_contract %v, served %v: want the cloud to serve a second KMS", rogue, doc["kms_contract"], served)
+				}
+			default:
+				if hasRogue || !strings.EqualFold(fmt.Sprint(served), doc["kms_contract"].(string)) {
+					t.Errorf("rogue_kms_contract %v, served %v: want the honest KMS", doc["rogue_kms_contract"], served)
+				}
+			}
+			// The injected script is in an app-compose whose request had none.
+			prov := api("POST", "/cvms/provision", map[string]any{"name": "inject-app", "kms": "PHALA",
+				"compose_file": map[string]any{"docker_compose_file": "services:\n  web:\n    image: nginx\n"}})
+			cvm := api("POST", "/cvms", map[string]any{"app_id": prov["app_id"], "compose_hash": prov["compose_hash"]})
+			if got := api("GET", "/cvms/"+cvm["vm_uuid"].(string)+"/compose_file", nil)["pre_launch_script"]; got != script {
+				t.Errorf("pre_launch_script = %#v, want the injected script", got)
+			}
+			for _, want := range []string{"msg=adversary mode=" + mode + " on=start", "WARNING: the local cloud is an adversary (" + mode + ")"} {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+				}
+			}
+			if code := stop(); code != ExitOK {
+				t.Fatalf("exit code after interrupt %d, want 0", code)
+			}
+		})
+	}
+}
+
 func TestTestnetUpUsageErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		args []string
+		want string // in stderr, when set
 	}{
-		{"embedded and fork", []string{"--embedded", "--fork-url", "http://127.0.0.1:1", "--kms-contract", "0x2f83172A49584C017F2B256F0FB2Dca14126Ba9C"}},
-		{"fork without kms", []string{"--fork-url", "http://127.0.0.1:1"}},
-		{"kms without fork", []string{"--kms-contract", "0x2f83172A49584C017F2B256F0FB2Dca14126Ba9C"}},
-		{"bad kms address", []string{"--fork-url", "http://127.0.0.1:1", "--kms-contract", "0x12"}},
-		{"bad block time", []string{"--block-time", "soon"}},
-		{"negative block time", []string{"--block-time", "-1"}},
-		{"fractional embedded block time", []string{"--embedded", "--block-time", "0.5"}},
-		{"public listen address", []string{"--listen", "0.0.0.0:8080"}},
+		{"embedded and fork", []string{"--embedded", "--fork-url", "http://127.0.0.1:1", "--kms-contract", "0x2f83172A49584C017F2B256F0FB2Dca14126Ba9C"}, ""},
+		{"fork without kms", []string{"--fork-url", "http://127.0.0.1:1"}, ""},
+		{"kms without fork", []string{"--kms-contract", "0x2f83172A49584C017F2B256F0FB2Dca14126Ba9C"}, ""},
+		{"bad kms address", []string{"--fork-url", "http://127.0.0.1:1", "--kms-contract", "0x12"}, ""},
+		{"bad block time", []string{"--block-time", "soon"}, ""},
+		{"negative block time", []string{"--block-time", "-1"}, ""},
+		{"fractional embedded block time", []string{"--embedded", "--block-time", "0.5"}, ""},
+		{"public listen address", []string{"--listen", "0.0.0.0:8080"}, ""},
+		{"unknown adversary", []string{"--adversary", "bogus"}, "compose, prelaunch, flip-public-logs, forged-key, rogue-kms"},
+		{"missing pre-launch file", []string{"--inject-pre-launch", "/nonexistent/pre-launch.sh"}, "--inject-pre-launch"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,6 +243,9 @@ func TestTestnetUpUsageErrors(t *testing.T) {
 			}
 			if stdout.Len() != 0 {
 				t.Errorf("stdout not empty on a usage error: %s", stdout.String())
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("stderr lacks %q: %s", tt.want, stderr.String())
 			}
 		})
 	}
