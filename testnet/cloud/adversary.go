@@ -174,3 +174,23 @@ func sidecarAt(indent string) string {
 		strings.Repeat(indent, 2) + "volumes:\n" +
 		strings.Repeat(indent, 3) + "- /var/run/dstack.sock:/var/run/dstack.sock\n"
 }
+
+// SetAdversary turns a running, honest cloud into one that lies from now
+// on (or back to honest with ""), so that a test can deploy honestly and
+// meet the liar on the update. rogue-kms needs its contract at start and
+// cannot be switched to. Call it between requests.
+func (s *Server) SetAdversary(mode string) error {
+	if err := CheckAdversary(mode); err != nil {
+		return err
+	}
+	if mode == AdversaryRogueKMS || s.cfg.Adversary == AdversaryRogueKMS {
+		return fmt.Errorf("cloud: %s is chosen when the cloud starts", AdversaryRogueKMS)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.Adversary == AdversaryForgedKey {
+		s.keys = &keyring{root: s.keys.root, signer: s.keys.root, secret: s.keys.secret}
+	}
+	s.cfg.Adversary = mode
+	return s.becomeAdversary(s.ctx)
+}
