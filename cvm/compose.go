@@ -9,8 +9,6 @@ import (
 	"strings"
 
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/common/hexutil"
-	"github.com/ethereum/go-ethereum/core/types"
 
 	"github.com/cvmdeploy/cvmdeploy/deployer"
 	"github.com/cvmdeploy/cvmdeploy/kms"
@@ -262,9 +260,9 @@ func composeRuleError(err error) error {
 	return err
 }
 
-// approveCompose allows the checked compose hash on the AppAuth: sent by
-// the signer when it owns the AppAuth (journaled from the moment it is
-// signed), otherwise left to the owner as a pending call.
+// approveCompose allows the checked compose hash on the AppAuth through its
+// owner (routeOwnerCalls): sent by the signer when it owns the AppAuth,
+// otherwise left to the owner as a pending call.
 func (d *run) approveCompose(ctx context.Context) error {
 	if a := d.j.Approved; a != nil {
 		d.res.Resumed = append(d.res.Resumed, StepApprove)
@@ -279,85 +277,53 @@ func (d *run) approveCompose(ctx context.Context) error {
 	if err := d.needChain(ctx); err != nil {
 		return err
 	}
-	call := deployer.AddComposeHashCall(hash)
-	var rcpt *types.Receipt
-	if t := d.j.ApproveTx; t != nil {
+	if d.j.Approve == nil {
+		d.j.Approve = &OwnerCalls{}
+	} else if d.j.Approve.sent() {
 		d.res.Resumed = append(d.res.Resumed, StepApproveTx)
-		d.say("… addComposeHash transaction %s was sent earlier: waiting for it instead of sending another", t.Hash)
-		if rcpt, err = d.resumeTx(ctx, t, StepApproveTx); err != nil {
-			return fmt.Errorf("resume addComposeHash %s: %w", t.Hash, err)
-		}
-	} else {
-		info, err := d.chain.AppInfo(ctx, deployer.AppInfoQuery{App: app, ComposeHash: &hash})
-		if err != nil {
-			return fmt.Errorf("read AppAuth %s: %w", app.Hex(), err)
-		}
-		if info.ComposeHashAllowed != nil && *info.ComposeHashAllowed {
-			d.say("✓ compose hash %s is already allowed on AppAuth %s", shortHex(p.ComposeHash), app.Hex())
-			d.j.Approved = &ApprovedStep{TxHash: "", Owner: info.Owner.Hex()}
-			return d.save(StepApprove)
-		}
-		if d.Signer == nil || info.Owner != d.Signer.Address() {
-			return d.pending(info.Owner, app, call, "allow the checked compose hash")
-		}
-		opts := d.cfg.Tx
-		opts.OnSigned = func(tx *types.Transaction) error {
-			if d.j.ApproveTx == nil {
-				d.j.ApproveTx = &TxStep{}
-			}
-			if err := d.j.ApproveTx.AddVariant(tx, d.Signer.Address(), d.now().UTC()); err != nil {
-				return err
-			}
-			return d.save(StepApproveTx)
-		}
-		opts.OnSent = func(h common.Hash) {
-			d.say("→ addComposeHash sent: %s%s", h.Hex(), d.explorer(p.ChainID, h))
-		}
-		d.say("→ allowing compose hash %s on AppAuth %s", shortHex(p.ComposeHash), app.Hex())
-		tr, err := d.chain.SendAppCall(ctx, d.Signer, app, call, opts)
-		if err != nil {
-			return fmt.Errorf("addComposeHash on %s: %w", app.Hex(), err)
-		}
-		d.j.Approved = &ApprovedStep{TxHash: tr.TxHash.Hex(), BlockNumber: tr.BlockNumber, Owner: info.Owner.Hex()}
-		d.res.ApproveTxHash = d.j.Approved.TxHash
-		d.say("✓ addComposeHash mined in block %d", tr.BlockNumber)
-		return d.save(StepApprove)
 	}
-	d.j.Approved = &ApprovedStep{TxHash: rcpt.TxHash.Hex(), BlockNumber: rcpt.BlockNumber.Uint64()}
-	d.res.ApproveTxHash = d.j.Approved.TxHash
+	var owner common.Address
+	d.say("→ allowing compose hash %s on AppAuth %s", shortHex(p.ComposeHash), app.Hex())
+	txHash, err := d.routeOwnerCalls(ctx, ownerRequest{
+		chain: d.chain, chainID: p.ChainID, app: app, tx: d.cfg.Tx,
+		journal: d.j.Approve, save: d.save, step: StepApproveTx,
+		what: "allow the checked compose hash",
+		needed: func(ctx context.Context) ([]deployer.AppCall, common.Address, error) {
+			info, err := d.chain.AppInfo(ctx, deployer.AppInfoQuery{App: app, ComposeHash: &hash})
+			if err != nil {
+				return nil, common.Address{}, fmt.Errorf("read AppAuth %s: %w", app.Hex(), err)
+			}
+			owner = info.Owner
+			if info.ComposeHashAllowed != nil && *info.ComposeHashAllowed {
+				return nil, info.Owner, nil
+			}
+			return []deployer.AppCall{deployer.AddComposeHashCall(hash)}, info.Owner, nil
+		},
+	})
+	if err != nil {
+		return d.pendingResult(err)
+	}
+	if txHash == "" {
+		d.say("✓ compose hash %s is already allowed on AppAuth %s", shortHex(p.ComposeHash), app.Hex())
+	}
+	d.j.Approved = &ApprovedStep{TxHash: txHash, Owner: owner.Hex()}
+	d.res.ApproveTxHash = txHash
 	return d.save(StepApprove)
 }
 
-// pending records an owner-only call the signer cannot make and stops the
-// run with ErrApprovalPending; the command prints the calldata and a Safe
-// Transaction Builder file.
-func (d *run) pending(owner, app common.Address, call deployer.AppCall, what string) error {
-	d.res.Owner = owner.Hex()
-	d.res.PendingCalls = append(d.res.PendingCalls, OnChainCall{Function: call.Name, To: app.Hex(), Data: hexutil.Encode(call.Data)})
-	d.res.Status = "awaiting-approval"
-	return fmt.Errorf("%w: the AppAuth's owner %s must %s: call %s on %s (calldata printed; with a Safe, import the Transaction Builder file), then re-run the same command to finish", ErrApprovalPending, owner.Hex(), what, call.Name, app.Hex())
-}
-
-// resumeTx finishes a journaled owner call (any variant's receipt, or the
-// same bytes broadcast again); each replacement is journaled under step.
-func (d *run) resumeTx(ctx context.Context, t *TxStep, step string) (*types.Receipt, error) {
-	tx, err := t.Signed()
-	if err != nil {
-		return nil, fmt.Errorf("the journal's raw transaction is damaged (%v): check %s on an explorer", err, t.Hash)
+// pendingResult copies the owner's pending calls into the result.
+func (d *run) pendingResult(err error) error {
+	if pe, ok := pendingOf(err); ok {
+		d.res.Owner = pe.Owner.Hex()
+		d.res.PendingCalls = append(d.res.PendingCalls, pe.Calls...)
+		d.res.Status = "awaiting-approval"
 	}
-	opts := d.cfg.Tx
-	opts.OnSigned = func(tx *types.Transaction) error {
-		if err := t.AddVariant(tx, d.Signer.Address(), d.now().UTC()); err != nil {
-			return err
-		}
-		return d.save(step)
-	}
-	return d.chain.ResumeTx(ctx, d.Signer, tx, t.Variants(), opts)
+	return err
 }
 
 // revoke removes a compose hash that the committed document shows breaks
-// the rule: at once when the signer owns the AppAuth, otherwise as a
-// pending call for the owner. The violation is the error either way.
+// the rule, through the owner: at once when the signer owns the AppAuth,
+// otherwise as a pending call. The violation is the error either way.
 func (d *run) revoke(ctx context.Context, violation error) error {
 	p, app := d.j.Provision, common.HexToAddress(d.j.App.AppID)
 	hash, err := hexBytes32(p.ComposeHash)
@@ -367,42 +333,33 @@ func (d *run) revoke(ctx context.Context, violation error) error {
 	if err := d.needChain(ctx); err != nil {
 		return errors.Join(violation, err)
 	}
-	call := deployer.RemoveComposeHashCall(hash)
-	if t := d.j.RevokeTx; t != nil {
-		rcpt, err := d.resumeTx(ctx, t, StepRevokeTx)
-		if err != nil {
-			return errors.Join(violation, fmt.Errorf("resume removeComposeHash %s: %w", t.Hash, err))
-		}
-		return fmt.Errorf("%w; revoked: removeComposeHash mined in transaction %s", violation, rcpt.TxHash.Hex())
-	}
-	info, err := d.chain.AppInfo(ctx, deployer.AppInfoQuery{App: app, ComposeHash: &hash})
-	if err != nil {
-		return errors.Join(violation, fmt.Errorf("read AppAuth %s: %w", app.Hex(), err))
-	}
-	if info.ComposeHashAllowed != nil && !*info.ComposeHashAllowed {
-		return fmt.Errorf("%w; compose hash %s is not allowed on AppAuth %s (revoked earlier)", violation, p.ComposeHash, app.Hex())
-	}
-	if d.Signer == nil || info.Owner != d.Signer.Address() {
-		perr := d.pending(info.Owner, app, call, "REVOKE the compose hash now")
-		return fmt.Errorf("%w; %v", violation, perr)
-	}
-	opts := d.cfg.Tx
-	opts.OnSigned = func(tx *types.Transaction) error {
-		if d.j.RevokeTx == nil {
-			d.j.RevokeTx = &TxStep{}
-		}
-		if err := d.j.RevokeTx.AddVariant(tx, d.Signer.Address(), d.now().UTC()); err != nil {
-			return err
-		}
-		return d.save(StepRevokeTx)
+	if d.j.Revoke == nil {
+		d.j.Revoke = &OwnerCalls{}
 	}
 	d.say("→ revoking compose hash %s on AppAuth %s", shortHex(p.ComposeHash), app.Hex())
-	tr, err := d.chain.SendAppCall(ctx, d.Signer, app, call, opts)
+	txHash, err := d.routeOwnerCalls(ctx, ownerRequest{
+		chain: d.chain, chainID: p.ChainID, app: app, tx: d.cfg.Tx,
+		journal: d.j.Revoke, save: d.save, step: StepRevokeTx,
+		what: "REVOKE the compose hash now",
+		needed: func(ctx context.Context) ([]deployer.AppCall, common.Address, error) {
+			info, err := d.chain.AppInfo(ctx, deployer.AppInfoQuery{App: app, ComposeHash: &hash})
+			if err != nil {
+				return nil, common.Address{}, fmt.Errorf("read AppAuth %s: %w", app.Hex(), err)
+			}
+			if info.ComposeHashAllowed != nil && !*info.ComposeHashAllowed {
+				return nil, info.Owner, nil
+			}
+			return []deployer.AppCall{deployer.RemoveComposeHashCall(hash)}, info.Owner, nil
+		},
+	})
 	if err != nil {
-		return errors.Join(violation, fmt.Errorf("removeComposeHash on %s: %w", app.Hex(), err))
+		return fmt.Errorf("%w; %w", violation, d.pendingResult(err))
 	}
-	d.res.RevokeTxHash = tr.TxHash.Hex()
-	return fmt.Errorf("%w; revoked: removeComposeHash mined in transaction %s", violation, tr.TxHash.Hex())
+	if txHash == "" {
+		return fmt.Errorf("%w; compose hash %s is not allowed on AppAuth %s", violation, p.ComposeHash, app.Hex())
+	}
+	d.res.RevokeTxHash = txHash
+	return fmt.Errorf("%w; revoked: removeComposeHash mined in transaction %s", violation, txHash)
 }
 
 // needChain connects to the KMS's chain if this run has not yet (a resumed

@@ -40,13 +40,13 @@ type Journal struct {
 	App       *AppStep       `json:"app,omitempty"`
 	PubKey    *PubKeyStep    `json:"pubkey,omitempty"`
 	Commit    *CommitStep    `json:"commit,omitempty"`
-	// ComposeRead, ApproveTx and Approved are approve-after-read's steps
-	// (RevokeTx after-commit's on a violation); Restarted is set once the
+	// ComposeRead, Approve and Approved are approve-after-read's steps
+	// (Revoke after-commit's on a violation); Restarted is set once the
 	// CVM refused at first boot was restarted.
 	ComposeRead *ComposeReadStep `json:"compose_read,omitempty"`
-	ApproveTx   *TxStep          `json:"approve_tx,omitempty"`
+	Approve     *OwnerCalls      `json:"approve,omitempty"`
 	Approved    *ApprovedStep    `json:"approved,omitempty"`
-	RevokeTx    *TxStep          `json:"revoke_tx,omitempty"`
+	Revoke      *OwnerCalls      `json:"revoke,omitempty"`
 	Restarted   bool             `json:"restarted,omitempty"`
 	Status      string           `json:"status,omitempty"`
 }

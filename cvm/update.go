@@ -10,7 +10,6 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
-	"github.com/ethereum/go-ethereum/core/types"
 
 	"github.com/cvmdeploy/cvmdeploy/deployer"
 	"github.com/cvmdeploy/cvmdeploy/kms"
@@ -140,17 +139,17 @@ func (r *Runner) Update(ctx context.Context, cfg UpdateConfig) (*UpdateResult, e
 	if err := u.verifyNew(); err != nil {
 		return u.res, err
 	}
-	calls, info, err := u.neededCalls(ctx)
-	if err != nil {
-		return u.res, err
-	}
 	if cfg.PrepareOnly {
+		calls, info, err := u.neededCalls(ctx)
+		if err != nil {
+			return u.res, err
+		}
 		u.res.CommitToken = u.j.Prepared.CommitToken
 		u.res.Status = "prepared"
 		u.say("✓ prepared: have the owner (%s) execute %d call(s) on %s, then run commit-update with the token (or re-run this update)", info.Owner.Hex(), len(calls), u.app.Hex())
 		return u.res, nil
 	}
-	if err := u.approve(ctx, calls, info); err != nil {
+	if err := u.approve(ctx); err != nil {
 		return u.res, err
 	}
 	if err := u.commit(ctx); err != nil {
@@ -502,98 +501,50 @@ func (u *update) neededCalls(ctx context.Context) ([]deployer.AppCall, *deployer
 	return calls, info, nil
 }
 
-// approve is step 4: the missing calls, sent by the signer when it owns the
-// AppAuth (each journaled from the moment it is signed), otherwise left to
-// the owner.
-func (u *update) approve(ctx context.Context, calls []deployer.AppCall, info *deployer.AppInfo) error {
+// approve is step 4: the missing calls, through the AppAuth's owner
+// (routeOwnerCalls): sent by the signer when it owns the AppAuth, otherwise
+// left to the owner as pending calls.
+func (u *update) approve(ctx context.Context) error {
 	if a := u.j.Approved; a != nil {
 		u.res.Resumed = append(u.res.Resumed, UpdateStepApprove)
 		return nil
 	}
-	if t := u.j.PendingTx; t != nil {
-		// A call signed by an earlier run: finish it before reading again.
+	if u.j.Calls == nil {
+		u.j.Calls = &OwnerCalls{}
+	} else if u.j.Calls.sent() {
 		u.res.Resumed = append(u.res.Resumed, UpdateStepTx)
-		u.say("… %s transaction %s was sent earlier: waiting for it instead of sending another", t.Function, t.Hash)
-		rcpt, err := u.resumeTx(ctx, &t.TxStep)
-		if err != nil {
-			return fmt.Errorf("resume %s %s: %w", t.Function, t.Hash, err)
-		}
-		u.j.TxHashes = append(u.j.TxHashes, rcpt.TxHash.Hex())
-		u.j.PendingTx = nil
-		if err := u.save(UpdateStepTx); err != nil {
-			return err
-		}
-		var err2 error
-		if calls, info, err2 = u.neededCalls(ctx); err2 != nil {
-			return err2
-		}
 	}
-	if len(calls) > 0 {
-		if u.Signer == nil || info.Owner != u.Signer.Address() {
-			names := make([]string, len(calls))
-			for i, c := range calls {
-				names[i] = c.Name
+	var owner common.Address
+	txHash, err := u.routeOwnerCalls(ctx, ownerRequest{
+		chain: u.chain, chainID: u.res.ChainID, app: u.app, tx: u.cfg.Tx,
+		journal: u.j.Calls, save: u.save, step: UpdateStepTx,
+		what: "allow the update's compose hash (and the node's device)",
+		needed: func(ctx context.Context) ([]deployer.AppCall, common.Address, error) {
+			calls, info, err := u.neededCalls(ctx)
+			if err != nil {
+				return nil, common.Address{}, err
 			}
+			owner = info.Owner
+			return calls, info.Owner, nil
+		},
+	})
+	if err != nil {
+		if pe, ok := pendingOf(err); ok {
 			u.res.Status = "awaiting-approval"
-			if u.Signer == nil && info.Owner != (common.Address{}) {
-				return fmt.Errorf("%w: compose hash %s must be allowed on AppAuth %s by its owner %s (%s): set PRIVATE_KEY (or --private-key-file, --keystore) if that is you, or use --prepare-only for a multisig; re-run the same command once it is done", ErrApprovalPending, u.j.Prepared.ComposeHash, u.app.Hex(), info.Owner.Hex(), strings.Join(names, ", "))
-			}
-			return fmt.Errorf("%w: the AppAuth's owner %s must call %s on %s (calldata printed); re-run the same command once it is done", ErrApprovalPending, info.Owner.Hex(), strings.Join(names, " and "), u.app.Hex())
+			u.res.Owner = pe.Owner.Hex()
+			u.res.OnChain = pe.Calls
 		}
-		if u.Confirm != nil {
-			names := make([]string, len(calls))
-			for i, c := range calls {
-				names[i] = c.Name
-			}
-			if err := u.Confirm(ctx, u.res.ChainID, fmt.Sprintf("send %s to AppAuth %s", strings.Join(names, " and "), u.app.Hex())); err != nil {
-				return err
-			}
-		}
+		return err
 	}
-	for i, c := range calls {
-		opts := u.cfg.Tx
-		opts.OnSigned = func(tx *types.Transaction) error {
-			if u.j.PendingTx == nil {
-				u.j.PendingTx = &UpdateTx{Function: c.Name}
-			}
-			if err := u.j.PendingTx.AddVariant(tx, u.Signer.Address(), u.now()); err != nil {
-				return err
-			}
-			return u.save(UpdateStepTx)
-		}
-		opts.OnSent = func(h common.Hash) { u.say("→ %s sent: %s", c.Name, h.Hex()) }
-		tr, err := u.chain.SendAppCall(ctx, u.Signer, u.app, c, opts)
-		if err != nil {
-			return fmt.Errorf("%s on %s: %w", c.Name, u.app.Hex(), err)
-		}
-		u.res.OnChain[i].TxHash = tr.TxHash.Hex()
-		u.j.TxHashes = append(u.j.TxHashes, tr.TxHash.Hex())
-		u.j.PendingTx = nil
-		u.say("✓ %s mined in block %d", c.Name, tr.BlockNumber)
+	u.res.OnChain = nil
+	for _, m := range u.j.Calls.Mined {
+		u.res.OnChain = append(u.res.OnChain, OnChainCall{Function: m.Function, To: u.app.Hex(), TxHash: m.TxHash})
 	}
-	if len(calls) == 0 && len(u.j.TxHashes) == 0 {
+	if txHash == "" {
 		u.say("✓ compose hash %s and the device are already allowed on-chain: nothing to send", shortHex(u.j.Prepared.ComposeHash))
 	}
-	u.j.Approved = &ApprovedStep{Owner: info.Owner.Hex()}
-	if n := len(u.j.TxHashes); n > 0 {
-		u.j.Approved.TxHash = u.j.TxHashes[n-1]
-	}
+	u.j.Approved = &ApprovedStep{TxHash: txHash, Owner: owner.Hex()}
 	return u.save(UpdateStepApprove)
-}
-
-func (u *update) resumeTx(ctx context.Context, t *TxStep) (*types.Receipt, error) {
-	tx, err := t.Signed()
-	if err != nil {
-		return nil, fmt.Errorf("the journal's raw transaction is damaged (%v): check %s on an explorer", err, t.Hash)
-	}
-	opts := u.cfg.Tx
-	opts.OnSigned = func(tx *types.Transaction) error {
-		if err := t.AddVariant(tx, u.Signer.Address(), u.now()); err != nil {
-			return err
-		}
-		return u.save(UpdateStepTx)
-	}
-	return u.chain.ResumeTx(ctx, u.Signer, tx, t.Variants(), opts)
 }
 
 // commit is step 5: commit-update with the token, the hash and the

@@ -23,10 +23,9 @@ type UpdateJournal struct {
 	// Accepted is the correlation id of an update applied at once.
 	Accepted string `json:"accepted,omitempty"`
 	// Verified is how the prepared hash was established (read, unchecked).
-	Verified  string        `json:"verified,omitempty"`
-	PendingTx *UpdateTx     `json:"pending_tx,omitempty"`
-	TxHashes  []string      `json:"tx_hashes,omitempty"`
-	Approved  *ApprovedStep `json:"approved,omitempty"`
+	Verified string        `json:"verified,omitempty"`
+	Calls    *OwnerCalls   `json:"calls,omitempty"`
+	Approved *ApprovedStep `json:"approved,omitempty"`
 	// Committed is commit-update's correlation id.
 	Committed string `json:"committed,omitempty"`
 }
@@ -44,12 +43,6 @@ type UpdatePrepared struct {
 	DeviceID    string `json:"device_id,omitempty"`
 	AppID       string `json:"app_id,omitempty"`
 	CommitToken string `json:"commit_token"`
-}
-
-// UpdateTx is an owner call signed and journaled before it is broadcast.
-type UpdateTx struct {
-	Function string `json:"function"`
-	TxStep
 }
 
 // openJournal loads an unfinished earlier run of the same update, or starts
@@ -71,8 +64,8 @@ func (u *update) openJournal() error {
 		return err
 	}
 	if prev.Fingerprint != u.j.Fingerprint {
-		if prev.PendingTx != nil || len(prev.TxHashes) > 0 {
-			return fmt.Errorf("%w: the journal %s belongs to an update of CVM %s with other inputs that already sent transactions (%v); restore the inputs to finish it, or re-run with --fresh", ErrInvalidConfig, u.path, u.cfg.CVM, prev.TxHashes)
+		if prev.Calls.sent() {
+			return fmt.Errorf("%w: the journal %s belongs to an update of CVM %s with other inputs that already sent transactions; restore the inputs to finish it, or re-run with --fresh", ErrInvalidConfig, u.path, u.cfg.CVM)
 		}
 		u.say("inputs changed since the last run of this update; starting over (nothing had been sent on-chain)")
 		return nil
