@@ -232,6 +232,12 @@ func (d *run) openJournal() error {
 			return fmt.Errorf("%w: the journal %s belongs to a deployment of %q started with other inputs (compose, env keys or KMS options changed) that already deployed AppAuth %s; restore the inputs to resume it, or re-run with --fresh to start a new deployment",
 				ErrInvalidConfig, d.path, d.cfg.Name, describeApp(prev))
 		}
+		if prev.Commit != nil {
+			// A cloud-KMS deployment has no AppAuth, but its commit created
+			// a CVM: other inputs are an update, not a second commit.
+			return fmt.Errorf("%w: the journal %s belongs to a deployment of %q started with other inputs that already committed CVM %s; change it with `cvmdeploy update --cvm %s`, or re-run with --fresh to deploy a new CVM",
+				ErrInvalidConfig, d.path, d.cfg.Name, prev.Commit.CVMID, prev.Commit.CVMID)
+		}
 		d.say("inputs changed since the last run of %q; starting over (nothing had been sent on-chain)", d.cfg.Name)
 		return nil
 	}
