@@ -71,6 +71,9 @@ type UpdateResult struct {
 	// were established (see Result).
 	KMSTrust        string   `json:"kms_trust,omitempty"`
 	ComposeVerified string   `json:"compose_verified,omitempty"`
+	// KeyVerified: the new env was encrypted to a key verified against the
+	// KMS root key on-chain (an update with an env, on an on-chain KMS).
+	KeyVerified bool `json:"kms_key_verified,omitempty"`
 	Status          string   `json:"status"`
 	Resumed         []string `json:"resumed_steps,omitempty"`
 	Journal         string   `json:"journal,omitempty"`
@@ -413,6 +416,7 @@ func (u *update) envKey(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	u.res.KeyVerified = step.Verified
 	return step.PublicKey, nil
 }
 

@@ -79,7 +79,7 @@ func kmsTrustWords(v string) string {
 	case cvm.KMSTrustPinned:
 		return "the cloud named the KMS pinned for this chain"
 	case cvm.KMSTrustFlag:
-		return "the cloud named the KMS you named with --kms-contract"
+		return "the cloud named the KMS you named: --kms-contract, or the --dev testnet's own"
 	case cvm.KMSTrustUnpinned:
 		return "a testnet or local KMS taken as the cloud named it"
 	}

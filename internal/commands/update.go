@@ -148,6 +148,9 @@ func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) err
 	if res.KMSTrust != "" {
 		r.set("kms_trust", res.KMSTrust).note("kms_trust", kmsTrustWords(res.KMSTrust))
 	}
+	if res.KeyVerified {
+		r.set("kms_key_verified", true)
+	}
 	if res.Owner != "" {
 		r.set("owner", res.Owner)
 	}
