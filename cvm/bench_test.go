@@ -14,8 +14,8 @@ import (
 	"github.com/ethereum/go-ethereum/ethclient"
 
 	"github.com/cvmdeploy/cvmdeploy/cvm"
-	"github.com/cvmdeploy/cvmdeploy/kms"
 	"github.com/cvmdeploy/cvmdeploy/deployer"
+	"github.com/cvmdeploy/cvmdeploy/kms"
 	"github.com/cvmdeploy/cvmdeploy/phala"
 	"github.com/cvmdeploy/cvmdeploy/testnet"
 )

@@ -69,15 +69,15 @@ type UpdateResult struct {
 	Owner string `json:"owner,omitempty"`
 	// KMSTrust and ComposeVerified say how the KMS and the new compose hash
 	// were established (see Result).
-	KMSTrust        string   `json:"kms_trust,omitempty"`
-	ComposeVerified string   `json:"compose_verified,omitempty"`
+	KMSTrust        string `json:"kms_trust,omitempty"`
+	ComposeVerified string `json:"compose_verified,omitempty"`
 	// KeyVerified: the new env was encrypted to a key verified against the
 	// KMS root key on-chain (an update with an env, on an on-chain KMS).
-	KeyVerified bool `json:"kms_key_verified,omitempty"`
-	Status          string   `json:"status"`
-	Resumed         []string `json:"resumed_steps,omitempty"`
-	Journal         string   `json:"journal,omitempty"`
-	Warnings        []string `json:"warnings,omitempty"`
+	KeyVerified bool     `json:"kms_key_verified,omitempty"`
+	Status      string   `json:"status"`
+	Resumed     []string `json:"resumed_steps,omitempty"`
+	Journal     string   `json:"journal,omitempty"`
+	Warnings    []string `json:"warnings,omitempty"`
 }
 
 // OnChainCall is one owner-only call on the AppAuth.
