@@ -504,7 +504,7 @@ func (d *run) deployAppAuth(ctx context.Context) error {
 		return d.save(StepDeployTx)
 	}
 	opts.OnSent = func(h common.Hash) {
-		d.say("→ AppAuth transaction sent: %s%s", h.Hex(), d.explorer(p.ChainID, h))
+		d.say("→ AppAuth transaction sent: %s%s", h.Hex(), d.explorerSuffix(p.ChainID, h))
 	}
 	opts.OnEvent = func(e deployer.TxEvent) {
 		if e.Kind != deployer.TxMined {
@@ -523,15 +523,6 @@ func (d *run) deployAppAuth(ctx context.Context) error {
 	return d.recordApp(dep)
 }
 
-func (d *run) explorer(chainID uint64, h common.Hash) string {
-	if d.Explorer == nil {
-		return ""
-	}
-	if u := d.Explorer(chainID, h); u != "" {
-		return " (" + u + ")"
-	}
-	return ""
-}
 
 func (d *run) deployConfig(kmsAddr common.Address) (deployer.DeployAppConfig, error) {
 	p := d.j.Provision
@@ -602,7 +593,7 @@ func (d *run) recoverDeployment(ctx context.Context, kmsAddr common.Address, t *
 		return d.save(StepDeployTx)
 	}
 	opts.OnSent = func(h common.Hash) {
-		d.say("→ AppAuth transaction sent: %s%s", h.Hex(), d.explorer(chainID, h))
+		d.say("→ AppAuth transaction sent: %s%s", h.Hex(), d.explorerSuffix(chainID, h))
 	}
 	opts.OnEvent = func(e deployer.TxEvent) {
 		if e.Kind != deployer.TxMined {

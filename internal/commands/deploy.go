@@ -231,15 +231,9 @@ func runDeploy(c *cli.Context) error {
 		defer os.RemoveAll(dir)
 		r.Journals = cvm.JournalStore{Dir: dir}
 	} else if !cfg.DryRun {
-		dir := c.String("journal-dir")
-		if dir == "" {
-			if dir, err = cvm.DefaultJournalDir(); err != nil {
-				return err
-			}
-		} else {
-			dir = filepath.Join(dir, "deployments")
+		if r.Journals, err = journalStore(c); err != nil {
+			return err
 		}
-		r.Journals = cvm.JournalStore{Dir: dir}
 	}
 	if path := c.String("batch"); path != "" {
 		return runBatch(c, r, cfg, path)
@@ -559,4 +553,15 @@ func runBatch(c *cli.Context, r *cvm.Runner, cfg cvm.Config, path string) error 
 		}
 	}
 	return err
+}
+
+// journalStore is where journals live: --journal-dir (CVMDEPLOY_STATE_DIR)
+// or the default state folder.
+func journalStore(c *cli.Context) (cvm.JournalStore, error) {
+	dir := c.String("journal-dir")
+	if dir == "" {
+		d, err := cvm.DefaultJournalDir()
+		return cvm.JournalStore{Dir: d}, err
+	}
+	return cvm.JournalStore{Dir: filepath.Join(dir, "deployments")}, nil
 }

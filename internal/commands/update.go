@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -87,15 +86,9 @@ func runUpdate(c *cli.Context) error {
 		cfg.ChainID = s.chain.ID
 	}
 	if s.dev == nil {
-		dir := c.String("journal-dir")
-		if dir == "" {
-			if dir, err = cvm.DefaultJournalDir(); err != nil {
-				return err
-			}
-		} else {
-			dir = filepath.Join(dir, "deployments")
+		if s.runner.Journals, err = journalStore(c); err != nil {
+			return err
 		}
-		s.runner.Journals = cvm.JournalStore{Dir: dir}
 	}
 	res, err := s.runner.Update(c.Context, cfg)
 	if err != nil {
