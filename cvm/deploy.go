@@ -523,7 +523,6 @@ func (d *run) deployAppAuth(ctx context.Context) error {
 	return d.recordApp(dep)
 }
 
-
 func (d *run) deployConfig(kmsAddr common.Address) (deployer.DeployAppConfig, error) {
 	p := d.j.Provision
 	cfg := deployer.DeployAppConfig{
