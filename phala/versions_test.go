@@ -296,13 +296,13 @@ func TestCVMShapes(t *testing.T) {
 	)
 	flat2026 := `"kms_info":{"chain_id":8453,"dstack_kms_address":"` + baseKMS + `","dstack_app_address":"0x21dB43cDD6FbD4998FF67Af132F953747BFaCb97","deployer_address":null,"rpc_endpoint":null,"encrypted_env_pubkey":"ab"}`
 	tests := []struct {
-		name    string
-		doc     string
-		id      string
-		intID   bool
-		vmUUID  string
-		kmsRef  string
-		kms     string // the DstackKms found ("" for none)
+		name   string
+		doc    string
+		id     string
+		intID  bool
+		vmUUID string
+		kmsRef string
+		kms    string // the DstackKms found ("" for none)
 	}{
 		{"2025-10-28 detail", okCVM[:len(okCVM)-1] + `,"kms_info":` + kmsInfoJSONDoc + `}`, "42", true, uuid, "kms-test-local", kmsAddr},
 		{"2025-10-28 list item (hosted)", `{"hosted":{"id":"` + uuid + `","name":"a-app","status":"running","app_id":"21db43cdd6fbd4998ff67af132f953747bfacb97","instance_id":"ab"},"name":"a-app","status":"running","in_progress":false,"kms_info":` + kmsInfoJSONDoc + `}`, uuid, false, uuid, "kms-test-local", kmsAddr},
