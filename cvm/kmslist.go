@@ -69,6 +69,10 @@ func kmsTypeOf(chainID uint64) phala.KMSType {
 	return phala.KMSEthereum
 }
 
+// ErrKMSRootMismatch: the API reports a KMS root key that is not the one
+// the contract holds on-chain.
+var ErrKMSRootMismatch = errors.New("the API misreports a KMS root key")
+
 // KMSListConfig says which chain `kms list` can read.
 type KMSListConfig struct {
 	// RPCURL is a node of one chain; contracts on it get their on-chain
@@ -80,12 +84,14 @@ type KMSListConfig struct {
 
 // KMSContractStatus is one KMS contract as `kms list` reports it.
 type KMSContractStatus struct {
-	Slug            string `json:"slug"`
-	ID              string `json:"id"`
-	ChainID         uint64 `json:"chain_id"`
-	ContractAddress string `json:"contract_address"`
-	// K256Pubkey is the root key the API reports ("" when it reports none).
-	K256Pubkey string `json:"k256_pubkey"`
+	Slug string `json:"slug"`
+	// ID is the contract's "kc_…" id; nil when the API answered the node
+	// listing (versions before 2026-06-23), which has none.
+	ID              *string `json:"id"`
+	ChainID         uint64  `json:"chain_id"`
+	ContractAddress string  `json:"contract_address"`
+	// K256Pubkey is the root key the API reports (nil when it reports none).
+	K256Pubkey *string `json:"k256_pubkey"`
 	NodeCount  int    `json:"node_count"`
 	// Pinned says whether the contract is the pinned KMS of its chain
 	// (kms/pins.json); false also when the chain has no pin.
@@ -149,16 +155,22 @@ func (r *Runner) ListKMS(ctx context.Context, cfg KMSListConfig) (*KMSListResult
 			out.OffChain++
 			continue
 		}
-		st := KMSContractStatus{ID: k.ID.String(), ChainID: uint64(k.ChainID), ContractAddress: common.HexToAddress(k.ContractAddress).Hex(), NodeCount: k.NodeCount}
+		st := KMSContractStatus{ChainID: uint64(k.ChainID), ContractAddress: common.HexToAddress(k.ContractAddress).Hex(), NodeCount: k.NodeCount}
+		if !k.ID.IsZero() {
+			id := k.ID.String()
+			st.ID = &id
+		}
 		if k.Slug != nil {
 			st.Slug = *k.Slug
 		}
-		if k.K256Pubkey != nil {
-			st.K256Pubkey = *k.K256Pubkey
+		if k.K256Pubkey != nil && *k.K256Pubkey != "" {
+			st.K256Pubkey = k.K256Pubkey
 		} else if list.Legacy && st.Slug != "" {
 			// The node listing carries no root key; the node's page does.
 			if info, err := r.API.GetKMS(ctx, st.Slug); err == nil {
-				st.K256Pubkey = extraString(info.Extra, "k256_pubkey")
+				if key := extraString(info.Extra, "k256_pubkey"); key != "" {
+					st.K256Pubkey = &key
+				}
 			}
 		}
 		if pin, source, ok := r.Trust.pins().KMSContract(st.ChainID); ok {
@@ -191,15 +203,19 @@ func checkRootKey(ctx context.Context, chain *deployer.Client, st *KMSContractSt
 		return nil
 	}
 	st.OnchainKey = hexutil.Encode(onchain)
-	reported, err := hexutil.Decode(ensure0x(st.K256Pubkey))
+	if st.K256Pubkey == nil {
+		st.OnchainKeyMatches, st.Note = &no, "the API reports no root key; the contract holds "+st.OnchainKey
+		return nil
+	}
+	reported, err := hexutil.Decode(ensure0x(*st.K256Pubkey))
 	if err != nil || len(reported) == 0 {
-		st.OnchainKeyMatches, st.Note = &no, "the API reports no usable root key"
+		st.OnchainKeyMatches, st.Note = &no, "the API reports no usable root key; the contract holds "+st.OnchainKey
 		return nil
 	}
 	match := bytes.Equal(compressed(reported), compressed(onchain))
 	st.OnchainKeyMatches = &match
 	if !match {
-		st.Note = "the API reports root key " + st.K256Pubkey + " but the contract holds " + st.OnchainKey
+		st.Note = "the API reports root key " + *st.K256Pubkey + " but the contract holds " + st.OnchainKey
 	}
 	return nil
 }
