@@ -92,7 +92,7 @@ type KMSContractStatus struct {
 	ContractAddress string  `json:"contract_address"`
 	// K256Pubkey is the root key the API reports (nil when it reports none).
 	K256Pubkey *string `json:"k256_pubkey"`
-	NodeCount  int    `json:"node_count"`
+	NodeCount  int     `json:"node_count"`
 	// Pinned says whether the contract is the pinned KMS of its chain
 	// (kms/pins.json); false also when the chain has no pin.
 	Pinned bool `json:"pinned"`
