@@ -102,6 +102,10 @@ func (d *run) commitRequest(pubKey string) (phala.CommitRequest, error) {
 // AppAuth was deployed for.
 func (d *run) reprovision(ctx context.Context) error {
 	old := d.j.Provision
+	if d.in.compose == "" {
+		// The commit command has the provision file, not the inputs.
+		return fmt.Errorf("commit: the prepared compose hash %s (or its commit token) expired (HTTP 466): run `cvmdeploy provision --out` again with the same inputs, check it answers the same compose hash, and commit with the new file", old.ComposeHash)
+	}
 	d.say("… the prepared commit expired (HTTP 466: compose hash or commit token no longer known): provisioning %q again", d.cfg.Name)
 	req, err := d.provisionRequest(ctx)
 	if err != nil {

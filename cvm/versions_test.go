@@ -2,6 +2,7 @@ package cvm_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -319,5 +320,103 @@ func TestCommitTokenRedactedFromCloudErrors(t *testing.T) {
 	}
 	if st, err := os.Stat(res.Journal); err != nil || st.Mode().Perm() != 0o600 || e.journal(t, "token-journal").Provision.Token == "" {
 		t.Fatalf("journal %v %v", st.Mode().Perm(), err)
+	}
+}
+
+// TestUpdateCommitRefused467And468: commit-update answers 468 when the
+// approved hash was removed before the commit, and 467 when the journaled
+// approval transaction does not prove it; each says what to check and to
+// re-run, and the re-run after the fix commits the update.
+func TestUpdateCommitRefused467And468(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	chain, err := deployer.Dial(ctx, e.ln.RPCURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chain.Close()
+	store := cvm.JournalStore{Dir: filepath.Join(e.dir, "journals")}
+	for i, status := range []int{468, 467} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			r := e.runner(t)
+			res, err := r.Deploy(ctx, e.config(fmt.Sprintf("update-refused-%d", i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			newCompose := filepath.Join(e.dir, fmt.Sprintf("refused-%d.yml", i))
+			writeFile(t, newCompose, testCompose+fmt.Sprintf("  worker%d:\n    image: busybox:1.36\n", i))
+			cfg := cvm.UpdateConfig{CVM: res.CVMID, ComposeFile: newCompose, EnvFiles: []string{e.envFile}}
+			app := common.HexToAddress(res.AppID)
+			var hash common.Hash
+			var goodTx string
+			r.AfterStep = func(step string) error {
+				if step != cvm.UpdateStepApprove {
+					return nil
+				}
+				path := store.Path(e.ln.APIPrefix, "update-"+res.CVMID)
+				var j cvm.UpdateJournal
+				data, err := os.ReadFile(path)
+				if err != nil || jsonUnmarshal(data, &j) != nil {
+					t.Fatalf("update journal: %v", err)
+				}
+				hash = common.HexToHash(j.Prepared.ComposeHash)
+				if status == 468 {
+					_, err := chain.RemoveComposeHash(ctx, r.Signer, app, hash, deployer.TxOptions{})
+					return err
+				}
+				return errors.New("stop after approve")
+			}
+			_, err = r.Update(ctx, cfg)
+			if status == 467 {
+				// Point the journaled approval at a transaction that proves nothing.
+				path := store.Path(e.ln.APIPrefix, "update-"+res.CVMID)
+				data, _ := os.ReadFile(path)
+				var j cvm.UpdateJournal
+				if err := jsonUnmarshal(data, &j); err != nil {
+					t.Fatal(err)
+				}
+				goodTx = j.Approved.TxHash
+				j.Approved.TxHash = "0x" + strings.Repeat("43", 32)
+				writeJSONFile(t, path, &j)
+				r.AfterStep = nil
+				_, err = r.Update(ctx, cfg)
+			}
+			sentinel := map[int]error{467: phala.ErrTxVerificationFailed, 468: phala.ErrHashNotOnChain}[status]
+			if !errors.Is(err, sentinel) || !strings.Contains(err.Error(), fmt.Sprintf("HTTP %d", status)) || !strings.Contains(err.Error(), "re-run the same command") {
+				t.Fatalf("err = %v", err)
+			}
+			r.AfterStep = nil
+			if status == 468 {
+				if _, err := chain.AddComposeHash(ctx, r.Signer, app, hash, deployer.TxOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				path := store.Path(e.ln.APIPrefix, "update-"+res.CVMID)
+				data, _ := os.ReadFile(path)
+				var j cvm.UpdateJournal
+				if err := jsonUnmarshal(data, &j); err != nil {
+					t.Fatal(err)
+				}
+				j.Approved.TxHash = goodTx
+				writeJSONFile(t, path, &j)
+			}
+			up, err := r.Update(ctx, cfg)
+			if err != nil || up.Status != "accepted" {
+				t.Fatalf("resume: %v %+v", err, up)
+			}
+		})
+	}
+}
+
+func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+func writeJSONFile(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
