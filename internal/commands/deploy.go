@@ -30,7 +30,7 @@ func init() {
 func apiFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "api-prefix", EnvVars: []string{phala.EnvAPIPrefix}, Value: phala.DefaultBaseURL, Usage: "Phala Cloud API base URL (the key comes from " + phala.EnvAPIKey + ")"},
-		&cli.StringFlag{Name: "api-version", EnvVars: []string{"PHALA_CLOUD_API_VERSION"}, Value: phala.DefaultVersion, Usage: "X-Phala-Version header sent with every request"},
+		&cli.StringFlag{Name: "api-version", EnvVars: []string{phala.EnvAPIVersion}, Value: phala.DefaultVersion, Usage: "X-Phala-Version header (calls naming a KMS node are pinned to " + phala.NodeKeyedVersion + "); a server that refuses it is asked again with " + phala.FallbackVersion + ", said on stderr"},
 	}
 }
 
@@ -38,13 +38,22 @@ func apiClient(c *cli.Context) (*phala.Client, error) {
 	cfg := phala.Config{
 		BaseURL: strings.TrimSpace(c.String("api-prefix")),
 		APIKey:  strings.TrimSpace(os.Getenv(phala.EnvAPIKey)),
-		Version: c.String("api-version"),
+		Version: strings.TrimSpace(c.String("api-version")),
+		Warnf:   apiWarnf(c),
 	}
 	cl, err := phala.New(cfg)
 	if err != nil {
 		return nil, &UsageError{Err: err}
 	}
 	return cl, nil
+}
+
+// apiWarnf prints the client's warnings (a refused API version) on stderr,
+// even with --quiet: they change what the run does.
+func apiWarnf(c *cli.Context) func(format string, args ...any) {
+	return func(format string, args ...any) {
+		fmt.Fprintf(c.App.ErrWriter, format+"\n", args...)
+	}
 }
 
 // envFlags are shared by deploy, update and commit: env input and key checking.
@@ -61,7 +70,7 @@ func deployCommand() *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "compose", Usage: "docker-compose file of the app (required)"},
 		&cli.StringFlag{Name: "name", Aliases: []string{"n"}, Usage: "CVM name (5-63 characters; default: the compose file's folder name)"},
-		&cli.StringFlag{Name: "kms", Value: "phala", Usage: "KMS: base, ethereum, phala (cloud KMS) or a KMS slug"},
+		&cli.StringFlag{Name: "kms", Value: "phala", Usage: "KMS: base, ethereum, phala (cloud KMS), a KMS contract's slug or kc_ id (see `cvmdeploy kms list`), or a KMS node's slug"},
 		&cli.StringFlag{Name: "pre-launch-script", Usage: "script run before the containers start"},
 		&cli.StringFlag{Name: "instance-type", Aliases: []string{"t"}, Usage: "instance type, e.g. tdx.small (the default), tdx.medium"},
 		&cli.Int64Flag{Name: "node-id", Usage: "node to deploy on (default: chosen by the service)"},
@@ -162,9 +171,9 @@ func (s *flowSetup) startDev(c *cli.Context, p *progress) error {
 		return fmt.Errorf("start the local testnet: %w", err)
 	}
 	s.dev = ln
-	api, err := phala.New(phala.Config{BaseURL: ln.APIPrefix, APIKey: ln.APIKey})
+	api, err := phala.New(phala.Config{BaseURL: ln.APIPrefix, APIKey: ln.APIKey, Version: strings.TrimSpace(c.String("api-version")), Warnf: apiWarnf(c)})
 	if err != nil {
-		return err
+		return &UsageError{Err: err}
 	}
 	s.runner.API = api
 	s.runner.RPCURL = ln.RPCURL
