@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check CI runs, on a fresh machine with only Go and npm:
-# installs the pinned tools (and Debian's chromium, as root, with apt), checks that bindings/ matches contracts/,
+# installs the pinned tools (and Debian's chromium, as root with apt, for the
+# review page's browser test), checks that bindings/ matches contracts/,
 # checks formatting and vet, then runs all tests (integration tests included:
 # they start their own anvil and local cloud on 127.0.0.1).
 set -euo pipefail
