@@ -143,14 +143,14 @@ func FromUpdate(res *cvm.UpdateResult, o Options) *Page {
 	case rv.OldCompose != nil && rv.NewCompose != nil:
 		p.Files = append(p.Files, NewFileDiff("docker-compose file", *rv.OldCompose, *rv.NewCompose))
 	case rv.NewCompose != nil:
-		p.Files = append(p.Files, FileDiff{Title: "docker-compose file", Note: "The current compose file was not read (--compose-check=off), so there is no diff: the new file is below.", Full: *rv.NewCompose})
+		p.Files = append(p.Files, FileDiff{Title: "docker-compose file", Note: notRead(res) + ", so there is no diff: the new file is below.", Full: *rv.NewCompose})
 	default:
 		p.Files = append(p.Files, FileDiff{Title: "docker-compose file", Note: "Unchanged by this update, or not read."})
 	}
 	if !equalPtr(rv.OldPreLaunch, rv.NewPreLaunch) && (rv.OldKnown || rv.NewPreLaunch != nil) {
 		p.Files = append(p.Files, NewFileDiff("pre-launch script", deref(rv.OldPreLaunch), deref(rv.NewPreLaunch)))
 	}
-	p.Env = envChange(rv)
+	p.Env = envChange(rv, notRead(res))
 
 	p.Verification = Verification{
 		ComposeHash: res.ComposeHash, Verified: orNone(res.ComposeVerified), Meaning: cvm.ComposeVerifiedMeaning(res.ComposeVerified),
@@ -202,13 +202,22 @@ func deref(s *string) string {
 	return *s
 }
 
-// envChange compares the env names before and after.
-func envChange(rv *cvm.UpdateReview) EnvChange {
+// notRead says why an update has no current document to compare with.
+func notRead(res *cvm.UpdateResult) string {
+	if res.ChainID == 0 {
+		return "The CVM uses the cloud KMS, whose updates approve nothing on-chain: its current app-compose was not read"
+	}
+	return "The current app-compose was not read (--compose-check=off)"
+}
+
+// envChange compares the env names before and after; why says why the
+// current names are unknown, when they are.
+func envChange(rv *cvm.UpdateReview, why string) EnvChange {
 	if !rv.EnvChanged {
 		return EnvChange{Note: "Unchanged: this update keeps the current env."}
 	}
 	if !rv.OldKnown {
-		return EnvChange{Note: "The update replaces the env; the new names are " + orNone(strings.Join(rv.NewEnvKeys, ", ")) + ". The current names were not read (--compose-check=off)."}
+		return EnvChange{Note: "The update replaces the env; the new names are " + orNone(strings.Join(rv.NewEnvKeys, ", ")) + ". " + why + ", so the current names are not shown."}
 	}
 	var ch EnvChange
 	for _, k := range rv.NewEnvKeys {

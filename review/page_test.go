@@ -226,3 +226,24 @@ func TestPageAppliedUpdateAndCloudDryRun(t *testing.T) {
 		t.Fatal("the cloud dry-run page does not render its name")
 	}
 }
+
+// TestPageUnreadBase: without the current document (a cloud-KMS CVM, or
+// --compose-check=off) the page shows the new file and says why there is
+// no diff.
+func TestPageUnreadBase(t *testing.T) {
+	compose := "services: {}\n"
+	for _, tc := range []struct {
+		chainID uint64
+		why     string
+	}{{0, "cloud KMS"}, {8453, "--compose-check=off"}} {
+		res := &cvm.UpdateResult{CVMID: "c1", Status: "accepted", ChainID: tc.chainID,
+			Review: &cvm.UpdateReview{NewCompose: &compose, NewEnvKeys: []string{"K"}, EnvChanged: true}}
+		p := review.FromUpdate(res, review.Options{})
+		if f := p.Files[0]; !strings.Contains(f.Note, tc.why) || f.Full != compose || len(f.Hunks) != 0 {
+			t.Errorf("chain %d: compose %+v", tc.chainID, f)
+		}
+		if !strings.Contains(p.Env.Note, tc.why) || !strings.Contains(p.Env.Note, "the new names are K") {
+			t.Errorf("chain %d: env note %q", tc.chainID, p.Env.Note)
+		}
+	}
+}
