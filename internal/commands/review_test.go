@@ -186,6 +186,13 @@ func TestCLIReviewPageInChromium(t *testing.T) {
 	if len(p.requests) != 1 || p.requests[0] != "file://"+page {
 		t.Fatalf("the page made requests %q; want only its own file", p.requests)
 	}
+	// The control: a page that loads an image is seen doing it, so the
+	// check above can fail.
+	control := filepath.Join(out, "control.html")
+	mustWrite(t, control, `<!DOCTYPE html><title>control</title><p>control</p><img src="pixel.png" alt="">`)
+	if c := open(t, ctx, control); len(c.requests) != 2 || c.requests[1] != "file://"+filepath.Join(out, "pixel.png") {
+		t.Fatalf("the control page's image load was not seen: requests %q", c.requests)
+	}
 	if p.scripts != 0 {
 		t.Fatalf("the page has %d script elements", p.scripts)
 	}
