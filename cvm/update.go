@@ -78,6 +78,9 @@ type UpdateResult struct {
 	Resumed     []string `json:"resumed_steps,omitempty"`
 	Journal     string   `json:"journal,omitempty"`
 	Warnings    []string `json:"warnings,omitempty"`
+	// Review is what a review page shows beyond these fields (the
+	// documents before and after, the chain's state); not in --json.
+	Review *UpdateReview `json:"-"`
 }
 
 // OnChainCall is one owner-only call on the AppAuth.
@@ -137,16 +140,19 @@ func (r *Runner) Update(ctx context.Context, cfg UpdateConfig) (*UpdateResult, e
 	}
 	if u.j.Accepted != "" {
 		u.res.CorrelationID = u.j.Accepted
+		u.fillReviewDocs()
 		return u.res, u.finish(ctx)
 	}
 	if err := u.verifyNew(); err != nil {
 		return u.res, err
 	}
+	u.fillReviewDocs()
 	if cfg.PrepareOnly {
 		calls, info, err := u.neededCalls(ctx)
 		if err != nil {
 			return u.res, err
 		}
+		u.fillReviewChain(ctx, info)
 		u.res.CommitToken = u.j.Prepared.CommitToken
 		u.res.Status = "prepared"
 		u.say("✓ prepared: have the owner (%s) execute %d call(s) on %s, then run commit-update with the token (or re-run this update)", info.Owner.Hex(), len(calls), u.app.Hex())
@@ -523,6 +529,7 @@ func (u *update) approve(ctx context.Context) error {
 		u.res.Resumed = append(u.res.Resumed, UpdateStepTx)
 	}
 	var owner common.Address
+	var state *deployer.AppInfo
 	txHash, err := u.routeOwnerCalls(ctx, ownerRequest{
 		chain: u.chain, chainID: u.res.ChainID, app: u.app, tx: u.cfg.Tx,
 		journal: u.j.Calls, save: u.save, step: UpdateStepTx,
@@ -532,10 +539,13 @@ func (u *update) approve(ctx context.Context) error {
 			if err != nil {
 				return nil, common.Address{}, err
 			}
-			owner = info.Owner
+			owner, state = info.Owner, info
 			return calls, info.Owner, nil
 		},
 	})
+	if state != nil {
+		u.fillReviewChain(ctx, state)
+	}
 	if err != nil {
 		if pe, ok := pendingOf(err); ok {
 			u.res.Status = "awaiting-approval"

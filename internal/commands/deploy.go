@@ -93,7 +93,7 @@ func deployCommand() *cli.Command {
 		&cli.StringFlag{Name: "batch", Usage: "deploy several apps from a JSON file {\"apps\": [{\"name\", \"compose\", \"env_files\", \"pre_launch_script\", \"instance_type\", \"kms\"}]}: all AppAuths go out with consecutive nonces, then each app commits; other flags apply to every app"},
 		&cli.BoolFlag{Name: "dev", Usage: "deploy on a throwaway local testnet started in-process (embedded chain + local cloud): no account, no key, nothing to install"},
 	}
-	flags = append(flags, composeCheckFlag(), safeFileFlag())
+	flags = append(flags, composeCheckFlag(), safeFileFlag(), reviewFlag("the deployment, with --dry-run"))
 	flags = withCommon(flags, envFlags(), trustFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags())
 	return &cli.Command{
 		Name:  "deploy",
@@ -218,6 +218,9 @@ func runDeploy(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := checkDeployReview(c); err != nil {
+		return err
+	}
 	s, err := newFlowSetup(c, true)
 	if err != nil {
 		return err
@@ -252,7 +255,12 @@ func runDeploy(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		return printDryRun(c, out)
+		page, reviewErr := writeDryRunReview(c, out)
+		doc := dryRunDoc(out)
+		if page != "" {
+			doc.set("review_page", page)
+		}
+		return errors.Join(printResult(c, doc), reviewErr)
 	}
 	res, err := r.Deploy(c.Context, cfg)
 	if err != nil && res != nil && len(res.PendingCalls) > 0 {
@@ -444,10 +452,6 @@ func printDeployResult(c *cli.Context, res *cvm.Result) error {
 		r.set("warnings", res.Warnings)
 	}
 	return printResult(c, r)
-}
-
-func printDryRun(c *cli.Context, out *cvm.DryRunResult) error {
-	return printResult(c, dryRunDoc(out))
 }
 
 // dryRunDoc is one app's dry run as printed, alone or in a batch.
