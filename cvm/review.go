@@ -184,7 +184,7 @@ func KMSTrustMeaning(v string) string {
 	case KMSTrustPinned:
 		return "the cloud named the KMS pinned for this chain"
 	case KMSTrustFlag:
-		return "the cloud named the KMS you named with --kms-contract"
+		return "the cloud named the KMS you named: --kms-contract, or the --dev testnet's own"
 	case KMSTrustUnpinned:
 		return "a testnet or local KMS taken as the cloud named it"
 	}
