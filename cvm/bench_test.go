@@ -207,6 +207,34 @@ func BenchmarkComposeCheck(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed())/float64(time.Millisecond)/float64(b.N), "ms/op")
 			b.ReportMetric(float64(gas)/float64(b.N), "gas/op")
+
+// BenchmarkDeployOnChainVersions is BenchmarkDeployOnChain/no-wait under
+// each API version: the legacy path (provision, commit) against the
+// same-path token flow, whose commit also has the cloud read the AppAuth
+// deployment's receipt and policy.
+func BenchmarkDeployOnChainVersions(b *testing.B) {
+	e := newBenchEnv(b)
+	runs := 0 // -count repeats a sub-benchmark in the same env: fresh names
+	for _, v := range phala.Versions {
+		b.Run(v, func(b *testing.B) {
+			runs++
+			r := e.runner(b)
+			api, err := phala.New(phala.Config{BaseURL: e.ln.APIPrefix, APIKey: e.ln.APIKey, Version: v})
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.API = api
+			ctx := context.Background()
+			i := 0
+			for b.Loop() {
+				i++
+				name := fmt.Sprintf("bench-v%s-%d-%05d", v, runs, i)
+				res, err := r.Deploy(ctx, cvm.Config{Name: name, ComposeFile: e.compose, EnvFiles: []string{e.envFile}, KMS: "ethereum"})
+				if err != nil || !res.KeyVerified {
+					b.Fatalf("deploy %s: %v %+v", name, err, res)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed())/float64(time.Millisecond)/float64(b.N), "ms/op")
 		})
 	}
 }
