@@ -207,6 +207,9 @@ func BenchmarkComposeCheck(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed())/float64(time.Millisecond)/float64(b.N), "ms/op")
 			b.ReportMetric(float64(gas)/float64(b.N), "gas/op")
+		})
+	}
+}
 
 // BenchmarkDeployOnChainVersions is BenchmarkDeployOnChain/no-wait under
 // each API version: the legacy path (provision, commit) against the
