@@ -155,7 +155,7 @@ type txVector struct {
 			RefundReceiver common.Address `json:"refundReceiver"`
 			Nonce          uint64         `json:"nonce"`
 		} `json:"safeTx"`
-		StructHash *common.Hash `json:"safeTxStructHash"`
+		StructHash *common.Hash  `json:"safeTxStructHash"`
 		Encoded    hexutil.Bytes `json:"encodeTransactionData"`
 		Owners     []struct {
 			Owner     common.Address `json:"owner"`
