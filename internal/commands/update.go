@@ -29,7 +29,7 @@ func updateCommand() *cli.Command {
 		&cli.BoolFlag{Name: "fresh", Usage: "forget the journal of an earlier, unfinished run of this update and start over"},
 		&cli.StringFlag{Name: "journal-dir", EnvVars: []string{"CVMDEPLOY_STATE_DIR"}, Usage: "where journals live (default ~/.local/state/cvmdeploy)"},
 	}
-	flags = withCommon(flags, envFlags(), trustFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags())
+	flags = withCommon(flags, envFlags(), trustFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags(), safeRoutingFlags())
 	return &cli.Command{
 		Name:  "update",
 		Usage: "update a CVM's compose file and/or env; allows the new compose hash on-chain when needed",
@@ -41,7 +41,10 @@ device (if needed) and the hash on the AppAuth; commits with the token. What
 is already allowed on-chain is not sent again, and a re-run resumes without
 approving or committing twice. An env-only update that keeps the key set
 needs no transaction. --prepare-only prints the commit token and the calls for
-a multisig; finish with 'cvmdeploy commit-update' or by re-running the update.`,
+a multisig; finish with 'cvmdeploy commit-update' or by re-running the update.
+When the AppAuth's owner is a Safe, --safe-propose proposes the calls to its
+Safe Transaction Service (exit 10 with safe_tx_hash); once owners confirmed and
+the Safe executed it, the same command finishes the update.`,
 		Flags:  flags,
 		Action: runUpdate,
 	}
@@ -70,6 +73,9 @@ func runUpdate(c *cli.Context) error {
 			return err
 		}
 		safe = a
+	}
+	if cfg.PrepareOnly && c.Bool("safe-propose") {
+		return &UsageError{Err: errors.New("--safe-propose proposes the calls to the Safe, --prepare-only stops before them: use one of them")}
 	}
 	var err error
 	if cfg.Tx, err = txOptionsFromFlags(c, nil); err != nil {
@@ -117,7 +123,7 @@ func runUpdate(c *cli.Context) error {
 // printUpdate writes the calls as a Safe file when the owner must make
 // them, then the result.
 func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) error {
-	if (safe != (common.Address{}) || c.Bool("calldata-only")) && len(res.OnChain) > 0 {
+	if res.SafeProposal == nil && (safe != (common.Address{}) || c.Bool("calldata-only")) && len(res.OnChain) > 0 {
 		calls := make([]safetx.Call, len(res.OnChain))
 		for i, oc := range res.OnChain {
 			calls[i] = safetx.Call{To: common.HexToAddress(oc.To), Data: common.FromHex(oc.Data)}
@@ -162,6 +168,10 @@ func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) err
 	}
 	if len(res.OnChain) > 0 {
 		r.set("onchain_calls", callList(res.OnChain))
+	}
+	if res.SafeProposal != nil {
+		setSafeProposal(r, res.SafeProposal)
+		r.set("calls", callList(res.OnChain))
 	}
 	if len(res.Resumed) > 0 {
 		r.set("resumed_steps", res.Resumed)
@@ -275,7 +285,7 @@ func commitCommand() *cli.Command {
 		&cli.BoolFlag{Name: "wait", Usage: "wait until the CVM runs"},
 		safeFileFlag(),
 	}
-	flags = withCommon(flags, envFlags(), trustFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags())
+	flags = withCommon(flags, envFlags(), trustFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags(), safeRoutingFlags())
 	return &cli.Command{
 		Name:   "commit",
 		Usage:  "phase two only: verify the app's env key on-chain, encrypt the env and commit a provisioned CVM",
@@ -304,6 +314,9 @@ func runCommit(c *cli.Context) error {
 		return err
 	}
 	r := &cvm.Runner{API: api, RPCURL: c.String("rpc-url"), Progress: newProgress(c).Printf, Trust: trust, Explorer: explorerLink}
+	if r.Safe, err = safeRoutingFromFlags(c); err != nil {
+		return err
+	}
 	if signerGiven(c) {
 		if r.Signer, err = loadSigner(c); err != nil {
 			return err
