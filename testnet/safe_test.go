@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +40,9 @@ func TestSafeOnAnvil(t *testing.T) {
 		Safe struct {
 			Predicted common.Address   `json:"predictedAddress"`
 			Owners    []common.Address `json:"owners"`
+			L1        struct {
+				Predicted common.Address `json:"predicted"`
+			} `json:"sameWithL1SingletonSaltNonce1"`
 		} `json:"safe2of3"`
 	}
 	govVector(t, "safe-deploy-anvil.json", &d)
@@ -80,6 +84,11 @@ func TestSafeOnAnvil(t *testing.T) {
 		if info, err := eth.DescribeOwner(ctx, l.KMSContract); err != nil || info.Kind != deployer.OwnerContract {
 			t.Errorf("DescribeOwner(KMS) = %+v, %v", info, err)
 		}
+		// The L1 singleton with salt nonce 1 predicts the vector's address.
+		l1 := safe.PredictProxy(safe.ProxyFactory.Address, proxyCode(t), safe.SafeL1.Address, safe.SetupData(d.Safe.Owners, 2, safe.FallbackHandler.Address), big.NewInt(1))
+		if l1 != d.Safe.L1.Predicted {
+			t.Errorf("L1 Safe with salt nonce 1 predicted at %s, the vector says %s", l1, d.Safe.L1.Predicted)
+		}
 		// A second run finds everything in place and deploys nothing.
 		dir, err := testnet.SafeArtifactsDir(ctx)
 		if err != nil {
@@ -96,6 +105,20 @@ func TestSafeOnAnvil(t *testing.T) {
 
 // TestSafeArtifactTampered: an artifact whose init code is not the pinned
 // one is refused before anything is sent.
+// proxyCode is SafeProxy's init code from the pinned artifacts.
+func proxyCode(t *testing.T) []byte {
+	t.Helper()
+	dir, err := testnet.SafeArtifactsDir(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := testnet.SafeInitCode(dir, safe.ProxyArtifact, safe.ProxyCreationCodeHash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
+}
+
 func TestSafeArtifactTampered(t *testing.T) {
 	dir, err := testnet.SafeArtifactsDir(context.Background())
 	if err != nil {

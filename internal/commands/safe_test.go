@@ -23,6 +23,7 @@ import (
 	"github.com/cvmdeploy/cvmdeploy/internal/commands"
 	"github.com/cvmdeploy/cvmdeploy/safe"
 	"github.com/cvmdeploy/cvmdeploy/testnet"
+	"github.com/cvmdeploy/cvmdeploy/testnet/safeservice"
 )
 
 // safeEnv is a flow testnet whose anvil has the Safe contracts, a 2-of-3
@@ -265,5 +266,44 @@ func TestSafeSignRefusesALyingService(t *testing.T) {
 	got, err := svc.Transaction(ctx, h)
 	if err != nil || len(got.Confirmations) != 1 {
 		t.Fatalf("the queue has %d confirmations after the refusal (%v)", len(got.Confirmations), err)
+	}
+}
+
+// TestSafeAPIKeyFromEnv: SAFE_API_KEY reaches a service that wants a key
+// (as Authorization: Bearer), a missing key is the service's refusal
+// (exit 6), and the key appears in no output.
+func TestSafeAPIKeyFromEnv(t *testing.T) {
+	e := newSafeEnv(t)
+	const key = "sk_safe_test_5d1e0c9b"
+	chain, err := deployer.Dial(context.Background(), e.ln.RPCURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chain.Close()
+	svc, err := safeservice.New(context.Background(), safeservice.Config{Chain: chain.Eth(), APIKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	args := []string{"safe", "delegate", "add", "--safe", e.safe, "--delegate", e.ci.Hex(), "--safe-service", svc.URL(), "--private-key-file", e.owners[0], "--json"}
+	t.Setenv("SAFE_API_KEY", "")
+	r := runAs(t, "", args...)
+	if r.code != commands.ExitAPI || !strings.Contains(r.stderr, "HTTP 401") {
+		t.Fatalf("without SAFE_API_KEY: exit %d\n%s", r.code, r.stderr)
+	}
+	t.Setenv("SAFE_API_KEY", key)
+	r = runAs(t, "", args...)
+	if r.code != 0 {
+		t.Fatalf("with SAFE_API_KEY: exit %d\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stdout+r.stderr, key) {
+		t.Fatal("the API key was printed")
+	}
+	list, err := (&safe.Service{BaseURL: svc.URL(), APIKey: key}).Delegates(context.Background(), e.ln.Safe, e.ci)
+	if err != nil || list.Count != 1 {
+		t.Fatalf("the keyed service holds %+v (%v)", list, err)
 	}
 }
