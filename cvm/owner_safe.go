@@ -191,6 +191,39 @@ func (r *Runner) routeToSafe(ctx context.Context, q ownerRequest, st *safe.State
 			return err
 		}
 	}
+	var batch []safe.Call
+	for _, c := range calls {
+		batch = append(batch, safe.Call{To: q.app, Value: new(big.Int), Data: c.Data})
+	}
+	want, err := safe.NewTx(batch, 0)
+	if err != nil {
+		return err
+	}
+	page, err := svc.Pending(ctx, st.Address, st.Nonce)
+	if err != nil {
+		return fmt.Errorf("read the queue of Safe %s: %w", st.Address.Hex(), err)
+	}
+	// A run without this journal (a fresh CI machine) finds the proposal
+	// of an earlier run in the queue instead of queueing a duplicate.
+	if p := adoptQueued(page.Results, want, q.chainID, st); p != nil {
+		p.Service = svc.BaseURL
+		if p.FromBlock, err = q.chain.Eth().BlockNumber(ctx); err != nil {
+			return fmt.Errorf("read the chain's head: %w", err)
+		}
+		// Executions are looked for from the proposal's nonce being open:
+		// a bounded look back covers one submitted meanwhile.
+		p.FromBlock = p.FromBlock - min(p.FromBlock, lookBack)
+		for _, c := range calls {
+			p.Calls = append(p.Calls, c.Name)
+		}
+		q.journal.Safe = p
+		if err := q.save(q.step); err != nil {
+			return err
+		}
+		r.say("… Safe transaction %s (nonce %d) in the queue of Safe %s already makes these calls: not proposing again", p.SafeTxHash, p.Nonce, st.Address.Hex())
+		pe.Safe = r.pendingOf(ctx, q.chainID, st, svc, p)
+		return pe
+	}
 	if r.Signer == nil {
 		return fmt.Errorf("%w: --safe-propose needs a signer: the key of one of Safe %s's owners or of a delegate an owner registered for it", ErrInvalidConfig, st.Address.Hex())
 	}
@@ -207,23 +240,15 @@ func (r *Runner) routeToSafe(ctx context.Context, q ownerRequest, st *safe.State
 			return fmt.Errorf("%w: the signer %s is neither an owner of Safe %s nor a delegate registered for it: have an owner run `cvmdeploy safe delegate add --safe %s --delegate %s` (or add it as a proposer in Safe{Wallet})", ErrInvalidConfig, hs.Address().Hex(), st.Address.Hex(), st.Address.Hex(), hs.Address().Hex())
 		}
 	}
-	var batch []safe.Call
-	for _, c := range calls {
-		batch = append(batch, safe.Call{To: q.app, Value: new(big.Int), Data: c.Data})
-	}
 	if len(batch) > 1 {
 		if err := checkMultiSend(ctx, q.chain); err != nil {
 			return err
 		}
 	}
 	nonce := st.Nonce
-	if page, err := svc.Pending(ctx, st.Address, st.Nonce); err != nil {
-		return fmt.Errorf("read the queue of Safe %s: %w", st.Address.Hex(), err)
-	} else {
-		for _, t := range page.Results {
-			if n := t.Nonce.Uint64(); n >= nonce {
-				nonce = n + 1
-			}
+	for _, t := range page.Results {
+		if n := t.Nonce.Uint64(); n >= nonce {
+			nonce = n + 1
 		}
 	}
 	t, err := safe.NewTx(batch, nonce)
@@ -252,6 +277,33 @@ func (r *Runner) routeToSafe(ctx context.Context, q ownerRequest, st *safe.State
 	}
 	pe.Safe = r.pendingOf(ctx, q.chainID, st, svc, p)
 	return pe
+}
+
+// lookBack is how many blocks before a found proposal its execution is
+// looked for (it may have been executed just before this run looked).
+const lookBack = 1000
+
+// adoptQueued returns the queued transaction that makes exactly want's
+// calls (same target, data and operation, no value, gas or refund) at a
+// nonce still open, as a journal entry; nil when there is none. The
+// service's hash must be the transaction's: an entry that lies about it is
+// skipped.
+func adoptQueued(queued []safe.ServiceTx, want safe.Tx, chainID uint64, st *safe.State) *SafeProposal {
+	for _, qt := range queued {
+		t, err := qt.Tx()
+		if err != nil || t.Nonce < st.Nonce || t.To != want.To || t.Operation != want.Operation || string(t.Data) != string(want.Data) ||
+			orZero(t.Value).Sign() != 0 || orZero(t.SafeTxGas).Sign() != 0 || orZero(t.BaseGas).Sign() != 0 || t.Refunds() ||
+			t.GasToken != (common.Address{}) || t.RefundReceiver != (common.Address{}) {
+			continue
+		}
+		h := t.Hash(chainID, st.Address)
+		if !strings.EqualFold(h.Hex(), qt.SafeTxHash) {
+			continue
+		}
+		return &SafeProposal{Safe: st.Address.Hex(), SafeTxHash: h.Hex(), Nonce: t.Nonce, To: t.To.Hex(), Data: hexutil.Encode(t.Data),
+			Operation: uint8(t.Operation), Proposed: true}
+	}
+	return nil
 }
 
 // sendProposal signs and posts the journaled proposal (the service is

@@ -149,6 +149,16 @@ func TestRouteToSafe(t *testing.T) {
 	if err != nil || *got.ProposedByDelegate != s.ci.Address().Hex() {
 		t.Fatalf("the service holds %+v (%v)", got, err)
 	}
+	// A run without the journal (a fresh CI machine) finds it queued, even
+	// without a key, and queues nothing new.
+	other := &OwnerCalls{}
+	sp2 := pendingSafe(t, func() error { _, err := s.runner(nil, s.ln.SafeServiceURL).routeOwnerCalls(ctx, s.request(other)); return err }())
+	if sp2.SafeTxHash != sp.SafeTxHash || other.Safe == nil || !other.Safe.Proposed {
+		t.Fatalf("without the journal: %+v, journal %+v", sp2, other.Safe)
+	}
+	if page, err := svc.Pending(ctx, s.ln.Safe, 0); err != nil || page.Count != 1 {
+		t.Fatalf("queue after the journal-less run: %+v %v", page, err)
+	}
 
 	// A service that lost it (a fresh one) gets it again, same hash.
 	fresh, err := safeservice.New(ctx, safeservice.Config{Chain: s.chain.Eth()})
@@ -171,15 +181,15 @@ func TestRouteToSafe(t *testing.T) {
 	}
 
 	// Owners spend nonce 0 on something else: the layer proposes anew.
-	other := safe.Tx{To: s.ln.DevAccount.Address, Data: []byte{1}, Nonce: 0}
-	oh := other.Hash(s.ln.ChainID, s.ln.Safe)
+	elsewhere := safe.Tx{To: s.ln.DevAccount.Address, Data: []byte{1}, Nonce: 0}
+	oh := elsewhere.Hash(s.ln.ChainID, s.ln.Safe)
 	var sigs []safe.Signature
 	for _, o := range s.owners[:2] {
 		sg, _ := safe.Sign(ctx, o.(safe.HashSigner), oh)
 		sigs = append(sigs, sg)
 	}
 	sa := s.ln.Safe
-	if _, err := s.chain.Transact(ctx, s.ci, deployer.TxRequest{To: &sa, Data: other.ExecData(safe.Pack(sigs))}, deployer.TxOptions{}); err != nil {
+	if _, err := s.chain.Transact(ctx, s.ci, deployer.TxRequest{To: &sa, Data: elsewhere.ExecData(safe.Pack(sigs))}, deployer.TxOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	sp = pendingSafe(t, func() error { _, err := r.routeOwnerCalls(ctx, s.request(j)); return err }())
