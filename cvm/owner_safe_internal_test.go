@@ -152,7 +152,10 @@ func TestRouteToSafe(t *testing.T) {
 	// A run without the journal (a fresh CI machine) finds it queued, even
 	// without a key, and queues nothing new.
 	other := &OwnerCalls{}
-	sp2 := pendingSafe(t, func() error { _, err := s.runner(nil, s.ln.SafeServiceURL).routeOwnerCalls(ctx, s.request(other)); return err }())
+	sp2 := pendingSafe(t, func() error {
+		_, err := s.runner(nil, s.ln.SafeServiceURL).routeOwnerCalls(ctx, s.request(other))
+		return err
+	}())
 	if sp2.SafeTxHash != sp.SafeTxHash || other.Safe == nil || !other.Safe.Proposed {
 		t.Fatalf("without the journal: %+v, journal %+v", sp2, other.Safe)
 	}

@@ -94,4 +94,3 @@ func (r *Runner) SafeDelegate(ctx context.Context, cfg SafeDelegateConfig, remov
 	r.say("✓ %s may now propose transactions to Safe %s (owners still confirm them)", cfg.Delegate.Hex(), cfg.Safe.Hex())
 	return res, nil
 }
-

@@ -134,7 +134,9 @@ func (r *Runner) SafeExec(ctx context.Context, cfg SafeTxConfig) (*SafeTxResult,
 		}
 		return save()
 	}
-	opts.OnSent = func(h common.Hash) { r.say("→ execTransaction sent: %s%s", h.Hex(), r.explorerSuffix(v.res.ChainID, h)) }
+	opts.OnSent = func(h common.Hash) {
+		r.say("→ execTransaction sent: %s%s", h.Hex(), r.explorerSuffix(v.res.ChainID, h))
+	}
 	if r.Confirm != nil {
 		if err := r.Confirm(ctx, v.res.ChainID, fmt.Sprintf("execute Safe transaction %s on Safe %s", v.res.SafeTxHash, v.res.Safe)); err != nil {
 			return v.res, err
@@ -216,4 +218,3 @@ func executedIn(rc *types.Receipt, addr common.Address, hash common.Hash) bool {
 	}
 	return false
 }
-

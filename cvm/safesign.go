@@ -255,4 +255,3 @@ func addrs(as []common.Address) string {
 	}
 	return s
 }
-
