@@ -165,3 +165,25 @@ func TestSafeNeedsAnvil(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLocalnetStart measures what the Safe contracts and the local
+// Safe Transaction Service add to a testnet's start (testnet up has them
+// on every anvil testnet).
+func BenchmarkLocalnetStart(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		cfg  testnet.LocalnetConfig
+	}{{"plain", testnet.LocalnetConfig{}}, {"safe", testnet.LocalnetConfig{Safe: true}}, {"safe-2-of-3", testnet.LocalnetConfig{SafeOwners: 3, SafeThreshold: 2}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				l, err := testnet.StartLocalnet(context.Background(), bc.cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				l.Close()
+				b.StartTimer()
+			}
+		})
+	}
+}
