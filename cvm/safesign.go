@@ -169,13 +169,12 @@ func (v *safeTxView) decode(ctx context.Context) error {
 // executed looks for the transaction's execution, where the service says
 // it happened (checked on the chain), and reports it in the result.
 func (v *safeTxView) executed(ctx context.Context) (*deployer.SafeExecution, error) {
-	from := uint64(0)
-	if v.stx.BlockNumber != nil {
-		from = *v.stx.BlockNumber
-	} else if v.tx.Nonce >= v.st.Nonce {
-		return nil, nil // its nonce is still open: it cannot have run
+	// Only where the service says it ran: a search from genesis would cost
+	// thousands of eth_getLogs requests on a mainnet.
+	if v.stx.BlockNumber == nil {
+		return nil, nil
 	}
-	x, err := v.chain.SafeExecution(ctx, v.st.Address, common.HexToHash(v.res.SafeTxHash), from)
+	x, err := v.chain.SafeExecution(ctx, v.st.Address, common.HexToHash(v.res.SafeTxHash), *v.stx.BlockNumber)
 	if err != nil || x == nil {
 		return nil, err
 	}
@@ -220,7 +219,7 @@ func (r *Runner) SafeSign(ctx context.Context, cfg SafeTxConfig) (*SafeTxResult,
 			r.say("✓ already executed in %s: nothing to sign", x.TxHash.Hex())
 			return v.res, nil
 		}
-		return v.res, fmt.Errorf("%w: Safe %s is at nonce %d: its nonce %d went to another transaction, so it can never run; nothing was signed", ErrSafeCheck, v.res.Safe, v.st.Nonce, v.tx.Nonce)
+		return v.res, fmt.Errorf("%w: Safe %s is at nonce %d: nonce %d is spent (the service records no execution of this transaction), so it can never run; nothing was signed", ErrSafeCheck, v.res.Safe, v.st.Nonce, v.tx.Nonce)
 	}
 	if !v.st.IsOwner(hs.Address()) {
 		return v.res, fmt.Errorf("%w: %s is not an owner of Safe %s (owners: %s); delegates propose, owners confirm", ErrInvalidConfig, hs.Address().Hex(), v.res.Safe, addrs(v.st.Owners))

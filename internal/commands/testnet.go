@@ -190,9 +190,9 @@ func testnetUp(c *cli.Context) error {
 		r.set("safe_service_url", ln.SafeServiceURL)
 	}
 	if ln.Safe != (common.Address{}) {
-		owners := make([]string, len(ln.SafeOwners))
+		owners := make(addressList, len(ln.SafeOwners))
 		for i, o := range ln.SafeOwners {
-			owners[i] = o.Address.Hex()
+			owners[i] = o.Address
 		}
 		r.set("safe_address", ln.Safe.Hex()).set("safe_owners", owners).set("safe_threshold", ln.SafeThreshold)
 	}
