@@ -13,6 +13,10 @@ bash testnet/install-anvil.sh >/dev/null
 echo "==> installing Debian's chromium when missing (the review page's browser test)" >&2
 bash testnet/install-chromium.sh >/dev/null
 
+echo "==> installing the Safe v1.4.1 contracts and @safe-global/api-kit 5.0.3 (npm, into .tools/)" >&2
+bash testnet/install-safe-contracts.sh >/dev/null
+bash testnet/safeservice/install-api-kit.sh >/dev/null
+
 echo "==> regenerating bindings/ (pinned solc + abigen) and checking they are current" >&2
 bash abigen.sh
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then

@@ -346,6 +346,7 @@ func (d *run) pendingResult(err error) error {
 	if pe, ok := pendingOf(err); ok {
 		d.res.Owner = pe.Owner.Hex()
 		d.res.PendingCalls = append(d.res.PendingCalls, pe.Calls...)
+		d.res.SafeProposal = pe.Safe.Result()
 		d.res.Status = "awaiting-approval"
 	}
 	return err

@@ -57,6 +57,8 @@ type Runner struct {
 	Now func() time.Time
 	// Trust is the pinned data and the KMS contract the user named.
 	Trust Trust
+	// Safe says how owner calls reach an AppAuth owned by a Safe.
+	Safe SafeRouting
 }
 
 // Result is what a deployment produced; its JSON form is the --json output.
@@ -92,6 +94,8 @@ type Result struct {
 	RevokeTxHash  string `json:"revoke_tx_hash,omitempty"`
 	// PendingCalls are owner-only calls the signer could not make.
 	PendingCalls []OnChainCall `json:"pending_calls,omitempty"`
+	// SafeProposal is set when those calls were proposed to the owner's Safe.
+	SafeProposal *SafeProposalResult `json:"safe_proposal,omitempty"`
 	// Attestation says whether the running CVM's attested app-compose hashes
 	// to the allowed hash: matches, not-public or unavailable.
 	Attestation string   `json:"attestation,omitempty"`

@@ -18,6 +18,8 @@ import (
 type OwnerCalls struct {
 	Pending *OwnerTx    `json:"pending,omitempty"`
 	Mined   []MinedCall `json:"mined,omitempty"`
+	// Safe is the calls' proposal to the owner's Safe (--safe-propose).
+	Safe *SafeProposal `json:"safe_proposal,omitempty"`
 }
 
 // MinedCall is an owner call that was mined.
@@ -40,8 +42,11 @@ func (o *OwnerCalls) last() string {
 	return o.Mined[len(o.Mined)-1].TxHash
 }
 
-// sent reports whether anything was signed for these calls.
-func (o *OwnerCalls) sent() bool { return o != nil && (o.Pending != nil || len(o.Mined) > 0) }
+// sent reports whether anything was signed for these calls (a
+// transaction, or a proposal to a Safe).
+func (o *OwnerCalls) sent() bool {
+	return o != nil && (o.Pending != nil || len(o.Mined) > 0 || o.Safe != nil)
+}
 
 // ownerRequest is a change only the AppAuth's owner may make.
 type ownerRequest struct {
@@ -67,12 +72,22 @@ type ApprovalPendingError struct {
 	App   common.Address
 	Calls []OnChainCall
 	What  string
+	// Safe is set when the calls were proposed to the owner's Safe.
+	Safe *SafePending
 }
 
 func (e *ApprovalPendingError) Error() string {
 	names := make([]string, len(e.Calls))
 	for i, c := range e.Calls {
 		names[i] = c.Function
+	}
+	if sp := e.Safe; sp != nil {
+		link := ""
+		if sp.AppURL != "" {
+			link = " or in the Safe app (" + sp.AppURL + ")"
+		}
+		return fmt.Sprintf("%v: %s on %s is proposed to Safe %s as Safe transaction %s (nonce %d, %d of %d confirmations): owners confirm it with `cvmdeploy safe sign --safe %s --safe-tx-hash %s`%s, anyone executes it with `cvmdeploy safe exec`, then re-run the same command to finish",
+			ErrApprovalPending, strings.Join(names, " and "), e.App.Hex(), sp.Safe.Hex(), sp.SafeTxHash.Hex(), sp.Nonce, sp.Confirmations, sp.Threshold, sp.Safe.Hex(), sp.SafeTxHash.Hex(), link)
 	}
 	return fmt.Sprintf("%v: the AppAuth's owner %s must %s: call %s on %s (calldata printed; with a Safe, import the Transaction Builder file), then re-run the same command to finish",
 		ErrApprovalPending, e.Owner.Hex(), e.What, strings.Join(names, " and "), e.App.Hex())
@@ -85,9 +100,12 @@ func (e *ApprovalPendingError) Is(target error) bool { return target == ErrAppro
 // and revocation, update, replicas). An owner that is the signer sends the
 // missing calls, each journaled from the moment it is signed; a call signed
 // by an earlier run is awaited (or its same bytes re-broadcast) instead of
-// sending another. Any other owner gets the calls back: an
-// *ApprovalPendingError carries them. It returns the hash of the last call
-// mined for the request ("" when nothing had to be sent).
+// sending another. A Safe owner with Runner.Safe.Propose gets the calls
+// proposed to its Transaction Service once (routeToSafe); a re-run reports
+// that proposal until the Safe executed it. Any other owner gets the calls
+// back. Both wait as an *ApprovalPendingError. It returns the hash of the
+// last call mined for the request, or of the Safe's execution ("" when
+// nothing had to be sent).
 func (r *Runner) routeOwnerCalls(ctx context.Context, q ownerRequest) (string, error) {
 	if t := q.journal.Pending; t != nil {
 		r.say("… %s transaction %s was sent earlier: waiting for it instead of sending another", t.Function, t.Hash)
@@ -106,9 +124,22 @@ func (r *Runner) routeOwnerCalls(ctx context.Context, q ownerRequest) (string, e
 		return "", err
 	}
 	if len(calls) == 0 {
+		if q.journal.Safe != nil {
+			return r.safeApproval(ctx, q)
+		}
 		return q.journal.last(), nil
 	}
 	if r.Signer == nil || owner != r.Signer.Address() {
+		if r.Safe.Propose || q.journal.Safe != nil {
+			st, err := r.safeOwnerState(ctx, q.chain, owner)
+			if err != nil {
+				return "", err
+			}
+			if st != nil {
+				return "", r.routeToSafe(ctx, q, st, calls)
+			}
+			r.say("warning: --safe-propose: the AppAuth's owner %s is not a Safe; nothing was proposed", owner.Hex())
+		}
 		pe := &ApprovalPendingError{Owner: owner, App: q.app, What: q.what}
 		for _, c := range calls {
 			pe.Calls = append(pe.Calls, OnChainCall{Function: c.Name, To: q.app.Hex(), Data: hexutil.Encode(c.Data)})

@@ -355,3 +355,53 @@ func TestPinsAgreeWithDeployer(t *testing.T) {
 
 // errStop is what a test's AfterStep returns to stop a run at a boundary.
 var errStop = errors.New("stopped by the test")
+
+// TestApproveAfterReadThroughSafe: with a Safe as the AppAuth's owner and
+// --safe-propose, approve-after-read's addComposeHash (sent only after the
+// committed document was read and checked) goes to the Safe's queue; once
+// two owners approved and the Safe executed it, the same deploy finishes
+// with the execution as the approval and restarts the CVM.
+func TestApproveAfterReadThroughSafe(t *testing.T) {
+	script := officialScript
+	e := newEnvWith(t, testnet.LocalnetConfig{InjectPreLaunchScript: &script, Cloud: cloud.Config{BootStep: time.Millisecond}, SafeOwners: 3, SafeThreshold: 2})
+	ctx := context.Background()
+	owner := func(i int) *cvm.Runner {
+		o := e.runner(t)
+		o.Signer = deployer.NewKeySigner(e.ln.SafeOwners[i].PrivateKey)
+		o.Safe = cvm.SafeRouting{ServiceURL: e.ln.SafeServiceURL}
+		return o
+	}
+	// The deployer's key proposes as a delegate of the Safe.
+	if _, err := owner(0).SafeDelegate(ctx, cvm.SafeDelegateConfig{Safe: e.ln.Safe, Delegate: e.ln.DevAccount.Address}, false); err != nil {
+		t.Fatal(err)
+	}
+	r := e.runner(t)
+	r.Trust.Pins = officialPins(t, script)
+	r.Safe = cvm.SafeRouting{Propose: true, ServiceURL: e.ln.SafeServiceURL}
+	cfg := e.config("safe-after-read")
+	cfg.Owner = e.ln.Safe
+	res, err := r.Deploy(ctx, cfg)
+	if !errors.Is(err, cvm.ErrApprovalPending) || res.SafeProposal == nil || res.Status != "awaiting-approval" {
+		t.Fatalf("first run: %v (%+v)", err, res)
+	}
+	if hs := e.allowedHashes(t, res.AppID); len(hs) != 0 {
+		t.Fatalf("allowed before the Safe executed: %v", hs)
+	}
+	// One owner confirms; another executes, its own approval (v = 1, as
+	// msg.sender) making the second of two.
+	h := common.HexToHash(res.SafeProposal.SafeTxHash)
+	if _, err := owner(0).SafeSign(ctx, cvm.SafeTxConfig{Safe: e.ln.Safe, SafeTxHash: h}); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := owner(2).SafeExec(ctx, cvm.SafeTxConfig{Safe: e.ln.Safe, SafeTxHash: h})
+	if err != nil || ex.Confirmations != 2 {
+		t.Fatalf("safe exec by an owner: %v (%+v)", err, ex)
+	}
+	res, err = r.Deploy(ctx, cfg)
+	if err != nil || res.Status != "running" || res.ComposeVerified != cvm.ComposeApprovedAfterRead || res.ApproveTxHash != ex.TxHash {
+		t.Fatalf("re-run: %v (status %q, verified %q, approval %q, exec %s)", err, res.Status, res.ComposeVerified, res.ApproveTxHash, ex.TxHash)
+	}
+	if hs := e.allowedHashes(t, res.AppID); len(hs) != 1 || hs[0] != res.ComposeHash {
+		t.Fatalf("allowed hashes %v, want exactly %s", hs, res.ComposeHash)
+	}
+}

@@ -67,6 +67,8 @@ type UpdateResult struct {
 	ChainID     uint64 `json:"chain_id,omitempty"`
 	// Owner is the AppAuth's owner, who must approve the calls.
 	Owner string `json:"owner,omitempty"`
+	// SafeProposal is set when the calls were proposed to the owner's Safe.
+	SafeProposal *SafeProposalResult `json:"safe_proposal,omitempty"`
 	// KMSTrust and ComposeVerified say how the KMS and the new compose hash
 	// were established (see Result).
 	KMSTrust        string `json:"kms_trust,omitempty"`
@@ -551,12 +553,16 @@ func (u *update) approve(ctx context.Context) error {
 			u.res.Status = "awaiting-approval"
 			u.res.Owner = pe.Owner.Hex()
 			u.res.OnChain = pe.Calls
+			u.res.SafeProposal = pe.Safe.Result()
 		}
 		return err
 	}
 	u.res.OnChain = nil
 	for _, m := range u.j.Calls.Mined {
 		u.res.OnChain = append(u.res.OnChain, OnChainCall{Function: m.Function, To: u.app.Hex(), TxHash: m.TxHash})
+	}
+	if p := u.j.Calls.Safe; p != nil && p.ExecTxHash != "" {
+		u.res.OnChain = append(u.res.OnChain, OnChainCall{Function: "execTransaction (" + strings.Join(p.Calls, ", ") + ")", To: p.Safe, TxHash: p.ExecTxHash})
 	}
 	if txHash == "" {
 		u.say("✓ compose hash %s and the device are already allowed on-chain: nothing to send", shortHex(u.j.Prepared.ComposeHash))

@@ -205,6 +205,16 @@ func (s *keySigner) SignTx(ctx context.Context, tx *types.Transaction, chainID *
 	return types.SignTx(tx, types.LatestSignerForChainID(chainID), s.key)
 }
 
+// SignHash signs a 32-byte digest: r ‖ s ‖ v with v 0 or 1. Safe owner
+// signatures and delegate registrations are signed this way (no
+// transaction, nothing sent).
+func (s *keySigner) SignHash(ctx context.Context, h common.Hash) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return crypto.Sign(h[:], s.key)
+}
+
 // String shows the address only.
 func (s *keySigner) String() string { return "signer(" + s.addr.Hex() + ")" }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/cvmdeploy/cvmdeploy/bindings"
 	"github.com/cvmdeploy/cvmdeploy/deployer"
 	"github.com/cvmdeploy/cvmdeploy/testnet/cloud"
+	"github.com/cvmdeploy/cvmdeploy/testnet/safeservice"
 )
 
 // DefaultOSImageHash is the OS image the local node boots and the local KMS
@@ -78,6 +79,16 @@ type LocalnetConfig struct {
 	// a request has none (cloud.Config.InjectPreLaunchScript); nil injects
 	// nothing.
 	InjectPreLaunchScript *string
+	// Safe deploys the canonical Safe v1.4.1 contracts (anvil only; a
+	// fork keeps those it has) and serves a local Safe Transaction Service.
+	Safe bool
+	// SafeOwners, when positive, also creates a SafeThreshold-of-SafeOwners
+	// Safe owned by anvil's dev accounts 1..SafeOwners (implies Safe).
+	SafeOwners    int
+	SafeThreshold int
+	// SafeServiceAddr is where the service listens; empty means 127.0.0.1
+	// on a free port.
+	SafeServiceAddr string
 	// Cloud carries the cloud's knobs (Latency, Rate429, Rate5xx, Seed,
 	// BootStep, Log, ProvisionTTL, PortalURL, DefaultVersion, NodeName, ...).
 	// Its chain, KMS, key and API-key fields are set by StartLocalnet, and
@@ -108,6 +119,14 @@ func (c LocalnetConfig) Check() error {
 	}
 	if err := cloud.CheckAdversary(c.Adversary); err != nil {
 		errs = append(errs, fmt.Errorf("--adversary: %w", err))
+	}
+	if (c.Safe || c.SafeOwners > 0) && c.Embedded {
+		errs = append(errs, errors.New("the Safe contracts need anvil (its anvil_setCode installs the Safe singleton factory): drop --embedded"))
+	}
+	if c.SafeOwners < 0 || c.SafeOwners > maxSafeOwners {
+		errs = append(errs, fmt.Errorf("a local Safe has 1 to %d owners (anvil's dev accounts 1..%d), not %d", maxSafeOwners, maxSafeOwners, c.SafeOwners))
+	} else if c.SafeOwners > 0 && (c.SafeThreshold < 1 || c.SafeThreshold > c.SafeOwners) {
+		errs = append(errs, fmt.Errorf("a %d-owner Safe needs a threshold from 1 to %d, not %d", c.SafeOwners, c.SafeOwners, c.SafeThreshold))
 	}
 	if c.Adversary != "" && c.Cloud.Adversary != "" && c.Adversary != c.Cloud.Adversary {
 		errs = append(errs, fmt.Errorf("adversary %q and Cloud.Adversary %q disagree", c.Adversary, c.Cloud.Adversary))
@@ -142,6 +161,16 @@ type Localnet struct {
 	RogueRootPublicKey []byte
 	Cloud              *cloud.Server
 	Chain              Chain
+	// SafeServiceURL is the local Safe Transaction Service's base (what
+	// api-kit takes as txServiceUrl), "" without LocalnetConfig.Safe.
+	SafeServiceURL string
+	SafeService    *safeservice.Server
+	// Safe is the Safe created with SafeOwners (zero otherwise), owned by
+	// SafeOwners (anvil's dev accounts 1..n, keys for tests only) with
+	// SafeThreshold.
+	Safe          common.Address
+	SafeOwners    []DevAccount
+	SafeThreshold int
 
 	client *deployer.Client
 }
@@ -216,6 +245,12 @@ func StartLocalnet(ctx context.Context, cfg LocalnetConfig) (_ *Localnet, err er
 	}
 	if cfg.Embedded {
 		if l.DevAccount, err = l.fundDevAccount(ctx, owner); err != nil {
+			return nil, err
+		}
+	}
+
+	if cfg.Safe || cfg.SafeOwners > 0 {
+		if err := l.startSafe(ctx, cfg, owner); err != nil {
 			return nil, err
 		}
 	}
@@ -427,6 +462,10 @@ var appDeployedViaFactoryTopic = crypto.Keccak256Hash([]byte("AppDeployedViaFact
 // testnet and more than once.
 func (l *Localnet) Close() error {
 	var errs []error
+	if l.SafeService != nil {
+		errs = append(errs, l.SafeService.Close())
+		l.SafeService = nil
+	}
 	if l.Cloud != nil {
 		errs = append(errs, l.Cloud.Close())
 		l.Cloud = nil
@@ -440,4 +479,51 @@ func (l *Localnet) Close() error {
 		l.Chain = nil
 	}
 	return errors.Join(errs...)
+}
+
+// maxSafeOwners: a local Safe's owners are anvil's dev accounts 1..n; the
+// first is the user's and the last owns the KMS.
+const maxSafeOwners = 8
+
+// startSafe deploys the Safe contracts from funder (the KMS owner, so the
+// user's nonces stay at 0), creates the configured Safe and starts the
+// local Transaction Service.
+func (l *Localnet) startSafe(ctx context.Context, cfg LocalnetConfig, funder DevAccount) error {
+	dir, err := SafeArtifactsDir(ctx)
+	if err != nil {
+		return fmt.Errorf("localnet: %w", err)
+	}
+	signer := deployer.NewKeySigner(funder.PrivateKey)
+	sc, err := DeploySafeContracts(ctx, l.client, signer, dir)
+	if err != nil {
+		return fmt.Errorf("localnet: %w", err)
+	}
+	if cfg.SafeOwners > 0 {
+		accts := l.Chain.Accounts()
+		if len(accts) < cfg.SafeOwners+2 {
+			return fmt.Errorf("localnet: a %d-owner Safe needs %d dev accounts, anvil has %d", cfg.SafeOwners, cfg.SafeOwners+2, len(accts))
+		}
+		l.SafeOwners = accts[1 : 1+cfg.SafeOwners]
+		owners := make([]common.Address, len(l.SafeOwners))
+		for i, a := range l.SafeOwners {
+			owners[i] = a.Address
+		}
+		if l.Safe, err = CreateSafe(ctx, l.client, signer, sc.ProxyCreationCode, owners, uint64(cfg.SafeThreshold), new(big.Int)); err != nil {
+			return fmt.Errorf("localnet: %w", err)
+		}
+		l.SafeThreshold = cfg.SafeThreshold
+	}
+	svc, err := safeservice.New(ctx, safeservice.Config{Chain: l.client.Eth(), Log: cfg.Cloud.Log})
+	if err != nil {
+		return fmt.Errorf("localnet: %w", err)
+	}
+	addr := cfg.SafeServiceAddr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	if err := svc.Start(addr); err != nil {
+		return fmt.Errorf("localnet: %w", err)
+	}
+	l.SafeService, l.SafeServiceURL = svc, svc.URL()
+	return nil
 }

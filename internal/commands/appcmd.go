@@ -206,8 +206,12 @@ func appDeploy(c *cli.Context) error {
 
 func appInfoCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "info",
-		Usage: "show an app contract's owner, flags, and whether a compose hash / device is allowed",
+		Name:      "info",
+		Usage:     "show an app contract's owner (an EOA, a Safe with its m-of-n, or another contract), flags, and whether a compose hash / device is allowed",
+		ArgsUsage: "[APP_ID]",
+		Description: "The app is --app-id or the one argument (flags go first: app info --json 0xAPP).\n" +
+			"owner_kind says what the owner is, read from the chain: eoa, safe (with safe_version,\n" +
+			"safe_threshold, safe_owners and safe_nonce), timelock, or contract.",
 		Flags: withCommon([]cli.Flag{
 			appIDFlag(),
 			&cli.StringFlag{Name: "compose-hash", Usage: "also tell whether this compose hash is allowed"},
@@ -221,8 +225,19 @@ func appInfoCommand() *cli.Command {
 func appInfo(c *cli.Context) error {
 	var q deployer.AppInfoQuery
 	var err error
-	if q.App, err = requiredAppID(c); err != nil {
-		return err
+	switch n := c.Args().Len(); {
+	case n > 1:
+		return &UsageError{Err: fmt.Errorf("app info takes one app id, got %d arguments (flags go before it: app info --json 0xAPP)", n)}
+	case n == 1 && c.IsSet("app-id"):
+		return &UsageError{Err: errors.New("give the app id once: as --app-id or as the argument")}
+	case n == 1:
+		if q.App, err = parseAppID("app-id", c.Args().First()); err != nil {
+			return err
+		}
+	default:
+		if q.App, err = requiredAppID(c); err != nil {
+			return err
+		}
 	}
 	if c.IsSet("compose-hash") {
 		h, err := parseHash32("compose-hash", c.String("compose-hash"))
@@ -259,10 +274,15 @@ func appInfo(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	owner, err := cl.DescribeOwner(c.Context, info.Owner)
+	if err != nil {
+		return fmt.Errorf("read the owner %s: %w", info.Owner.Hex(), err)
+	}
 	r := newResult().
 		set("app_id", info.App.Hex()).
 		set("chain_id", info.ChainID).
 		set("owner", info.Owner.Hex())
+	setOwnerInfo(r, owner)
 	if info.PendingOwner != nil && *info.PendingOwner != (common.Address{}) {
 		r.set("pending_owner", info.PendingOwner.Hex())
 	}

@@ -94,7 +94,7 @@ func deployCommand() *cli.Command {
 		&cli.BoolFlag{Name: "dev", Usage: "deploy on a throwaway local testnet started in-process (embedded chain + local cloud): no account, no key, nothing to install"},
 	}
 	flags = append(flags, composeCheckFlag(), safeFileFlag(), reviewFlag("the deployment, with --dry-run"))
-	flags = withCommon(flags, envFlags(), trustFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags())
+	flags = withCommon(flags, envFlags(), trustFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags(), safeRoutingFlags())
 	return &cli.Command{
 		Name:  "deploy",
 		Usage: "deploy a docker-compose app to a CVM: provision, AppAuth on-chain, verified env key, local encryption, commit",
@@ -127,6 +127,9 @@ func newFlowSetup(c *cli.Context, needSigner bool) (*flowSetup, error) {
 		return nil, err
 	}
 	s := &flowSetup{runner: &cvm.Runner{Progress: p.Printf, Explorer: explorerLink, Trust: trust}}
+	if s.runner.Safe, err = safeRoutingFromFlags(c); err != nil {
+		return nil, err
+	}
 	if name := c.String("chain"); name != "" {
 		ch, err := deployer.LookupChain(name)
 		if err != nil {
@@ -433,6 +436,7 @@ func printDeployResult(c *cli.Context, res *cvm.Result) error {
 	if len(res.PendingCalls) > 0 {
 		r.set("pending_calls", callList(res.PendingCalls))
 	}
+	setSafeProposal(r, res.SafeProposal)
 	if res.Attestation != "" {
 		r.set("attestation", res.Attestation)
 	}

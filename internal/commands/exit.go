@@ -9,6 +9,7 @@ import (
 	"github.com/cvmdeploy/cvmdeploy/deployer"
 	"github.com/cvmdeploy/cvmdeploy/kms"
 	"github.com/cvmdeploy/cvmdeploy/phala"
+	"github.com/cvmdeploy/cvmdeploy/safe"
 )
 
 // Exit codes. They are part of the command-line contract (see README.md);
@@ -20,11 +21,11 @@ const (
 	ExitReverted    = 3   // a transaction was mined but reverted
 	ExitAuth        = 4   // the Phala Cloud API rejected the API key (401/403)
 	ExitNetwork     = 5   // the RPC node or the API could not be reached, or timed out
-	ExitAPI         = 6   // the Phala Cloud API refused a request (other 4xx, 5xx)
+	ExitAPI         = 6   // the Phala Cloud API (or a Safe Transaction Service) refused a request (other 4xx, 5xx)
 	ExitVerify      = 7   // a check failed: chain id, KMS key signature, KMS contract, on-chain state
 	ExitBoot        = 8   // the CVM failed to boot
 	ExitCompose     = 9   // the cloud's app-compose breaks the rule: refused, or approved then revoked
-	ExitPending     = 10  // waiting for the app owner's on-chain approval; re-run the same command once it is done
+	ExitPending     = 10  // waiting for the app owner's on-chain approval (a Safe's confirmations); re-run the same command once it is done
 	ExitInterrupted = 130 // interrupted (Ctrl-C, SIGTERM)
 )
 
@@ -102,6 +103,7 @@ var exitTable = []exitRule{
 	{ExitVerify, is(deployer.ErrPreflight)},
 	{ExitVerify, func(_ context.Context, err error) bool { return kms.IsVerifyFailure(err) }},
 	{ExitVerify, as[*kms.ComposeHashMismatchError]()},
+	{ExitVerify, is(cvm.ErrSafeCheck)},
 	// The API refused us.
 	{ExitAuth, is(phala.ErrMissingAPIKey)},
 	{ExitAuth, func(_ context.Context, err error) bool {
@@ -109,6 +111,7 @@ var exitTable = []exitRule{
 		return errors.As(err, &ae) && ae.IsAuth()
 	}},
 	{ExitAPI, as[*phala.APIError]()},
+	{ExitAPI, as[*safe.ServiceError]()}, // the Safe Transaction Service refused
 	// Interrupted: checked before the network rules, because a cancelled
 	// request also looks like a network failure.
 	{ExitInterrupted, func(ctx context.Context, err error) bool {
@@ -118,6 +121,7 @@ var exitTable = []exitRule{
 	{ExitNetwork, is(deployer.ErrRPCUnreachable)},
 	{ExitNetwork, as[*deployer.TimeoutError]()},
 	{ExitNetwork, as[*phala.NetworkError]()},
+	{ExitNetwork, is(safe.ErrServiceUnreachable)},
 	{ExitNetwork, is(context.DeadlineExceeded)},
 	// An answer we could not read is the API's failure.
 	{ExitAPI, as[*phala.DecodeError]()},

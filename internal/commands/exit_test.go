@@ -13,6 +13,7 @@ import (
 	"github.com/cvmdeploy/cvmdeploy/deployer"
 	"github.com/cvmdeploy/cvmdeploy/kms"
 	"github.com/cvmdeploy/cvmdeploy/phala"
+	"github.com/cvmdeploy/cvmdeploy/safe"
 )
 
 // TestExitCodes pins the exit code of each library error on its own.
@@ -46,6 +47,11 @@ func TestExitCodes(t *testing.T) {
 		{"API 409", &phala.APIError{Status: 409}, ExitAPI},
 		{"API unreachable", &phala.NetworkError{Err: errors.New("refused")}, ExitNetwork},
 		{"deadline", context.DeadlineExceeded, ExitNetwork},
+		{"safe check", fmt.Errorf("%w: hashes to 0x…", cvm.ErrSafeCheck), ExitVerify},
+		{"safe service refused", fmt.Errorf("propose: %w", &safe.ServiceError{Status: 422}), ExitAPI},
+		{"safe service unreachable", fmt.Errorf("propose: %w", safe.ErrServiceUnreachable), ExitNetwork},
+		{"safe proposal pending", &cvm.ApprovalPendingError{Safe: &cvm.SafePending{}}, ExitPending},
+		{"safe confirmations missing", &cvm.SafeThresholdError{Have: 1, Need: 2}, ExitPending},
 		{"coded", withCode(ExitVerify, errors.New("x")), ExitVerify},
 		{"other", errors.New("other"), ExitFailure},
 	}

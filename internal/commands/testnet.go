@@ -30,6 +30,10 @@ func init() {
 					"--kms-contract there (impersonating its owner on the fork). Prints rpc_url, chain_id, kms_contract,\n" +
 					"kms_id, api_prefix, api_key and dev_account, then the export lines (on stderr with --json), and\n" +
 					"runs until interrupted. The cloud's event log (on-chain checks, env keys; never values) goes to stderr.\n\n" +
+					"On anvil it also deploys the Safe v1.4.1 contracts at their canonical addresses (from the pinned npm\n" +
+					"package) and serves a local Safe Transaction Service (safe_service_url, the base @safe-global/api-kit\n" +
+					"takes as txServiceUrl); --safe 2-of-3 creates a Safe owned by dev accounts 1-3 (safe_address,\n" +
+					"safe_owners, safe_threshold).\n\n" +
 					"--adversary MODE makes the local cloud lie about exactly one thing, to see cvmdeploy's checks catch it:\n" +
 					"  compose           the stored app-compose gets a service mounting the dstack socket\n" +
 					"  prelaunch         the app-compose gets a pre_launch_script the user never sent (or replaces theirs)\n" +
@@ -48,6 +52,8 @@ func init() {
 					&cli.StringFlag{Name: "listen", Value: "127.0.0.1:0", Usage: "address of the local cloud (default: a free port on 127.0.0.1)"},
 					&cli.StringFlag{Name: "adversary", Usage: "make the local cloud lie about one thing, to see cvmdeploy's checks work: one of " +
 						strings.Join(cloud.AdversaryModes, ", ") + " (see the description)"},
+					&cli.StringFlag{Name: "safe", Usage: "also create an M-of-N Safe owned by anvil's dev accounts 1..N, e.g. 2-of-3 (the Safe contracts and the local Safe Transaction Service run on every anvil testnet)"},
+					&cli.StringFlag{Name: "safe-service-listen", Value: "127.0.0.1:0", Usage: "address of the local Safe Transaction Service"},
 					&cli.StringFlag{Name: "inject-pre-launch", Usage: "a file with the pre-launch script the local cloud injects into an app-compose whose request has none, " +
 						"as the real service injects its default (default: inject nothing)", TakesFile: true},
 					jsonFlag(),
@@ -80,6 +86,20 @@ func testnetConfig(c *cli.Context) (testnet.LocalnetConfig, error) {
 		s := string(script)
 		cfg.InjectPreLaunchScript = &s
 	}
+	// The Safe contracts and the local Safe Transaction Service come with
+	// every anvil testnet; the embedded chain cannot install the factory.
+	cfg.Safe = !cfg.Embedded
+	cfg.SafeServiceAddr = c.String("safe-service-listen")
+	if s := c.String("safe"); s != "" {
+		m, n, err := parseMofN(s)
+		if err != nil {
+			return cfg, &UsageError{Err: fmt.Errorf("--safe: %w", err)}
+		}
+		cfg.SafeThreshold, cfg.SafeOwners = m, n
+	}
+	if !isLoopback(cfg.SafeServiceAddr) {
+		return cfg, &UsageError{Err: fmt.Errorf("--safe-service-listen %q: the local Safe Transaction Service serves loopback addresses only", cfg.SafeServiceAddr)}
+	}
 	if c.IsSet("kms-contract") {
 		addr, err := parseAddress("kms-contract", c.String("kms-contract"))
 		if err != nil {
@@ -94,13 +114,30 @@ func testnetConfig(c *cli.Context) (testnet.LocalnetConfig, error) {
 		}
 		cfg.BlockTime = time.Duration(secs * float64(time.Second))
 	}
-	if !strings.HasPrefix(cfg.Addr, "127.") && !strings.HasPrefix(cfg.Addr, "localhost:") && !strings.HasPrefix(cfg.Addr, "[::1]:") {
+	if !isLoopback(cfg.Addr) {
 		return cfg, &UsageError{Err: fmt.Errorf("--listen %q: the local cloud serves loopback addresses only", cfg.Addr)}
 	}
 	if err := cfg.Check(); err != nil {
 		return cfg, &UsageError{Err: err}
 	}
 	return cfg, nil
+}
+
+func isLoopback(addr string) bool {
+	return strings.HasPrefix(addr, "127.") || strings.HasPrefix(addr, "localhost:") || strings.HasPrefix(addr, "[::1]:")
+}
+
+// parseMofN reads "2-of-3".
+func parseMofN(s string) (m, n int, err error) {
+	a, b, ok := strings.Cut(strings.ToLower(strings.TrimSpace(s)), "-of-")
+	if ok {
+		m, err1 := strconv.Atoi(a)
+		n, err2 := strconv.Atoi(b)
+		if err1 == nil && err2 == nil && m >= 1 && m <= n {
+			return m, n, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("%q: want M-of-N with 1 <= M <= N, e.g. 2-of-3", s)
 }
 
 func testnetUp(c *cli.Context) error {
@@ -149,6 +186,16 @@ func testnetUp(c *cli.Context) error {
 	if ln.RogueKMSContract != (common.Address{}) {
 		r.set("rogue_kms_contract", ln.RogueKMSContract.Hex())
 	}
+	if ln.SafeServiceURL != "" {
+		r.set("safe_service_url", ln.SafeServiceURL)
+	}
+	if ln.Safe != (common.Address{}) {
+		owners := make(addressList, len(ln.SafeOwners))
+		for i, o := range ln.SafeOwners {
+			owners[i] = o.Address
+		}
+		r.set("safe_address", ln.Safe.Hex()).set("safe_owners", owners).set("safe_threshold", ln.SafeThreshold)
+	}
 	r.set("started_in_ms", elapsed.Milliseconds())
 	if err := printResult(c, r); err != nil {
 		return err
@@ -164,6 +211,9 @@ func testnetUp(c *cli.Context) error {
 	}
 	for _, line := range ln.ExportLines() {
 		fmt.Fprintln(exportTo, line)
+	}
+	if ln.SafeServiceURL != "" {
+		fmt.Fprintln(exportTo, "export SAFE_SERVICE_URL="+ln.SafeServiceURL)
 	}
 	if !c.Bool("json") {
 		fmt.Fprintln(exportTo, "# funded dev account "+ln.DevAccount.Address.Hex()+" is account 0 of anvil's public test mnemonic")

@@ -97,7 +97,10 @@ func TestTestnetUpJSON(t *testing.T) {
 			if doc["chain_id"] != float64(31337) {
 				t.Errorf("chain_id = %v, want 31337", doc["chain_id"])
 			}
-			for _, k := range []string{"adversary", "rogue_kms_contract"} {
+			if _, ok := doc["safe_service_url"]; ok != (mode.name == "anvil") {
+				t.Errorf("%s testnet: safe_service_url present = %v", mode.name, ok)
+			}
+			for _, k := range []string{"adversary", "rogue_kms_contract", "safe_address"} {
 				if _, ok := doc[k]; ok {
 					t.Errorf("an honest testnet's document has %q: %v", k, doc)
 				}
@@ -233,6 +236,10 @@ func TestTestnetUpUsageErrors(t *testing.T) {
 		{"public listen address", []string{"--listen", "0.0.0.0:8080"}, ""},
 		{"unknown adversary", []string{"--adversary", "bogus"}, "compose, prelaunch, flip-public-logs, forged-key, rogue-kms"},
 		{"missing pre-launch file", []string{"--inject-pre-launch", "/nonexistent/pre-launch.sh"}, "--inject-pre-launch"},
+		{"bad safe shape", []string{"--safe", "3-of-2"}, "M-of-N"},
+		{"too many safe owners", []string{"--safe", "2-of-9"}, "1 to 8 owners"},
+		{"safe on the embedded chain", []string{"--embedded", "--safe", "2-of-3"}, "anvil"},
+		{"public safe service address", []string{"--safe-service-listen", "0.0.0.0:8081"}, "loopback"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -248,5 +255,44 @@ func TestTestnetUpUsageErrors(t *testing.T) {
 				t.Errorf("stderr lacks %q: %s", tt.want, stderr.String())
 			}
 		})
+	}
+}
+
+// TestTestnetUpSafe: --safe 2-of-3 creates the Safe of dev accounts 1-3 at
+// the address the vectors predicted, and the document's safe_service_url
+// serves it (GET /v1/safes/{safe}/ as api-kit's getSafeInfo asks).
+func TestTestnetUpSafe(t *testing.T) {
+	doc, stderr, stop := startTestnetUp(t, "--safe", "2-of-3")
+	want := []string{"0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC", "0x90F79bf6EB2c4f870365E785982E1f101E93b906"}
+	if doc["safe_address"] != "0x399c61b017A871181d8B6C418c93a8bB361E3Db8" || fmt.Sprint(doc["safe_owners"]) != fmt.Sprint(want) || doc["safe_threshold"] != float64(2) {
+		t.Fatalf("document %v", doc)
+	}
+	url, _ := doc["safe_service_url"].(string)
+	if !strings.HasPrefix(url, "http://127.0.0.1:") || !strings.HasSuffix(url, "/api") {
+		t.Fatalf("safe_service_url = %q", url)
+	}
+	resp, err := http.Get(url + "/v1/safes/" + doc["safe_address"].(string) + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var info struct {
+		Threshold int      `json:"threshold"`
+		Owners    []string `json:"owners"`
+		Nonce     string   `json:"nonce"`
+		Version   string   `json:"version"`
+	}
+	if err := json.Unmarshal(body, &info); err != nil || resp.StatusCode != 200 || info.Threshold != 2 || fmt.Sprint(info.Owners) != fmt.Sprint(want) || info.Nonce != "0" || info.Version != "1.4.1" {
+		t.Fatalf("GET /v1/safes/{safe}/: %d %s", resp.StatusCode, body)
+	}
+	if !strings.Contains(stderr.String(), "export SAFE_SERVICE_URL="+url) {
+		t.Errorf("stderr lacks the SAFE_SERVICE_URL export:\n%s", stderr.String())
+	}
+	if code := stop(); code != ExitOK {
+		t.Fatalf("exit %d after interrupt", code)
+	}
+	if _, err := http.Get(url + "/v1/safes/" + doc["safe_address"].(string) + "/"); err == nil {
+		t.Error("the Safe Transaction Service still answers after shutdown")
 	}
 }

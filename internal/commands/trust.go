@@ -75,6 +75,9 @@ func (l callList) String() string {
 // printPending prints a result whose owner must still act, and writes the
 // calls as a Safe Transaction Builder file (the owner may be a Safe).
 func printPending(c *cli.Context, res *cvm.Result) error {
+	if res.SafeProposal != nil {
+		return printDeployResult(c, res) // the calls wait in the Safe's queue
+	}
 	if err := writeSafeFile(c, res.ChainID, res.Owner, "cvmdeploy: "+res.PendingCalls[0].Function+" for "+res.Name,
 		"Owner-only call(s) for the AppAuth of "+res.Name+". After executing, re-run the same cvmdeploy command to finish.", res.PendingCalls); err != nil {
 		return err
@@ -115,4 +118,16 @@ func writeSafeFile(c *cli.Context, chainID uint64, owner, name, description stri
 	}
 	newProgress(c).Printf("✓ the owner's call(s) written as a Safe Transaction Builder file: %s", path)
 	return nil
+}
+
+// setSafeProposal adds a pending Safe proposal's fields to a result.
+func setSafeProposal(r *result, sp *cvm.SafeProposalResult) {
+	if sp == nil {
+		return
+	}
+	r.set("safe_address", sp.Safe).set("safe_tx_hash", sp.SafeTxHash).set("safe_nonce", sp.Nonce).
+		set("safe_confirmations", sp.Confirmations).set("safe_threshold", sp.Threshold).set("safe_service_url", sp.ServiceURL)
+	if sp.AppURL != "" {
+		r.set("safe_url", sp.AppURL)
+	}
 }

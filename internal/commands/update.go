@@ -29,7 +29,7 @@ func updateCommand() *cli.Command {
 		&cli.StringFlag{Name: "journal-dir", EnvVars: []string{"CVMDEPLOY_STATE_DIR"}, Usage: "where journals live (default ~/.local/state/cvmdeploy)"},
 		reviewFlag("the update (written once it is prepared, also when it waits for the owner or is applied)"),
 	}
-	flags = withCommon(flags, envFlags(), trustFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags())
+	flags = withCommon(flags, envFlags(), trustFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags(), safeRoutingFlags())
 	return &cli.Command{
 		Name:  "update",
 		Usage: "update a CVM's compose file and/or env; allows the new compose hash on-chain when needed",
@@ -43,7 +43,11 @@ approving or committing twice. An env-only update that keeps the key set
 needs no transaction. --prepare-only prints the commit token and the calls for
 a multisig; finish with 'cvmdeploy commit-update' or by re-running the update.
 --review FILE writes a self-contained HTML page of the update for the people
-who approve it (compose diff, env names, decoded calls, owner, on-chain status).`,
+who approve it (compose diff, env names, decoded calls, owner, on-chain status).
+
+When the AppAuth's owner is a Safe, --safe-propose proposes the calls to its
+Safe Transaction Service (exit 10 with safe_tx_hash); once owners confirmed and
+the Safe executed it, the same command finishes the update.`,
 		Flags:  flags,
 		Action: runUpdate,
 	}
@@ -75,6 +79,9 @@ func runUpdate(c *cli.Context) error {
 	}
 	if err := checkReviewPath(c); err != nil {
 		return err
+	}
+	if cfg.PrepareOnly && c.Bool("safe-propose") {
+		return &UsageError{Err: errors.New("--safe-propose proposes the calls to the Safe, --prepare-only stops before them: use one of them")}
 	}
 	var err error
 	if cfg.Tx, err = txOptionsFromFlags(c, nil); err != nil {
@@ -118,7 +125,7 @@ func runUpdate(c *cli.Context) error {
 // cannot be written fails the command after the result is printed.
 func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) error {
 	safeFile := ""
-	if (safe != (common.Address{}) || c.Bool("calldata-only")) && len(res.OnChain) > 0 {
+	if res.SafeProposal == nil && (safe != (common.Address{}) || c.Bool("calldata-only")) && len(res.OnChain) > 0 {
 		safeFile = c.String("safe-file")
 		calls := make([]safetx.Call, len(res.OnChain))
 		for i, oc := range res.OnChain {
@@ -168,6 +175,10 @@ func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) err
 	}
 	if len(res.OnChain) > 0 {
 		r.set("onchain_calls", callList(res.OnChain))
+	}
+	if res.SafeProposal != nil {
+		setSafeProposal(r, res.SafeProposal)
+		r.set("calls", callList(res.OnChain))
 	}
 	if len(res.Resumed) > 0 {
 		r.set("resumed_steps", res.Resumed)
@@ -284,7 +295,7 @@ func commitCommand() *cli.Command {
 		&cli.BoolFlag{Name: "wait", Usage: "wait until the CVM runs"},
 		safeFileFlag(),
 	}
-	flags = withCommon(flags, envFlags(), trustFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags())
+	flags = withCommon(flags, envFlags(), trustFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags(), safeRoutingFlags())
 	return &cli.Command{
 		Name:   "commit",
 		Usage:  "phase two only: verify the app's env key on-chain, encrypt the env and commit a provisioned CVM",
@@ -313,6 +324,9 @@ func runCommit(c *cli.Context) error {
 		return err
 	}
 	r := &cvm.Runner{API: api, RPCURL: c.String("rpc-url"), Progress: newProgress(c).Printf, Trust: trust, Explorer: explorerLink}
+	if r.Safe, err = safeRoutingFromFlags(c); err != nil {
+		return err
+	}
 	if signerGiven(c) {
 		if r.Signer, err = loadSigner(c); err != nil {
 			return err
