@@ -81,6 +81,7 @@ type provision struct {
 	input        composeInput
 	allowedEnvs  []string
 	kms          *kmsEntry
+	node         *Node  // where the CVM will run
 	appID        string // PHALA KMS only: lowercase 40 hex
 	instanceType string
 	vcpu         int64
@@ -326,15 +327,16 @@ func (s *Server) handleProvision(w http.ResponseWriter, r *http.Request) {
 			Details: []detailItem{{Field: "kms_contract", Value: kmsContract}}})
 		return
 	}
-	if hasNode && nodeID != s.cfg.NodeID {
-		writeStructured(w, http.StatusNotFound, apiError{ErrorCode: codeNodeNotFound,
-			Message: fmt.Sprintf("node %d not found; this cloud has node %d (%s)", nodeID, s.cfg.NodeID, s.cfg.NodeName),
-			Details: []detailItem{{Field: "node_id", Value: nodeID}}})
-		return
+	node := s.defaultNode()
+	if hasNode {
+		if node = s.node(nodeID); node == nil {
+			s.writeNodeNotFound(w, nodeID)
+			return
+		}
 	}
 	if hasImage && image != s.cfg.OSImageName {
 		writeStructured(w, http.StatusNotFound, apiError{ErrorCode: codeImageNotFound,
-			Message: fmt.Sprintf("OS image %q not available on node %s; available: %s", image, s.cfg.NodeName, s.cfg.OSImageName),
+			Message: fmt.Sprintf("OS image %q not available on node %s; available: %s", image, node.Name, s.cfg.OSImageName),
 			Details: []detailItem{{Field: "image", Value: image}}})
 		return
 	}
@@ -367,7 +369,7 @@ func (s *Server) handleProvision(w http.ResponseWriter, r *http.Request) {
 	if lie != "" {
 		s.log.Warn("adversary", "mode", s.cfg.Adversary, "on", "provision", "name", name, "lie", lie, "compose_hash", hash)
 	}
-	p := &provision{hash: hash, name: name, appCompose: appCompose, input: in, allowedEnvs: in.allowedEnvs, kms: entry,
+	p := &provision{hash: hash, name: name, appCompose: appCompose, input: in, allowedEnvs: in.allowedEnvs, kms: entry, node: node,
 		instanceType: instanceType, vcpu: vcpu, memory: memory, disk: disk, listed: listed,
 		expires: time.Now().Add(s.cfg.ProvisionTTL)}
 	if !entry.OnChain {
@@ -390,10 +392,10 @@ func (s *Server) handleProvision(w http.ResponseWriter, r *http.Request) {
 		"kms_info":                entry.info(),
 		"kms_id":                  entry.Slug,
 		"fmspc":                   "B0C06F000000",
-		"device_id":               hex.EncodeToString(s.cfg.DeviceID[:]),
+		"device_id":               hex.EncodeToString(node.DeviceID[:]),
 		"os_image_hash":           hex.EncodeToString(s.cfg.OSImageHash[:]),
 		"instance_type":           instanceType,
-		"teepod_id":               s.cfg.NodeID,
+		"teepod_id":               node.ID,
 		"compose_hash_registered": false,
 	}
 	if !entry.OnChain {
@@ -412,7 +414,7 @@ func (s *Server) handleProvision(w http.ResponseWriter, r *http.Request) {
 	s.provisions[hash] = p
 	s.mu.Unlock()
 	s.log.Info("provisioned", "name", name, "compose_hash", hash, "kms", entry.Slug, "allowed_envs", in.allowedEnvs,
-		"device_id", hex.EncodeToString(s.cfg.DeviceID[:]))
+		"device_id", hex.EncodeToString(node.DeviceID[:]), "node", node.ID)
 	if entry.OnChain {
 		s.logKMSLie("provision", "name", name)
 	}
@@ -433,6 +435,11 @@ func (s *Server) dropExpiredLocked(now time.Time) {
 	for t, u := range s.updates {
 		if now.After(u.expires) {
 			delete(s.updates, t)
+		}
+	}
+	for t, p := range s.replicas {
+		if now.After(p.expires) {
+			delete(s.replicas, t)
 		}
 	}
 }
