@@ -267,9 +267,9 @@ type Server struct {
 	provisions map[string]*provision // by compose hash
 	cvms       []*cvm
 	nextID     int64
-	updates    map[string]*pendingUpdate // by commit token
+	updates    map[string]*pendingUpdate  // by commit token
 	replicas   map[string]*pendingReplica // by commit token
-	changed    chan struct{}             // closed and replaced on every CVM change
+	changed    chan struct{}              // closed and replaced on every CVM change
 
 	httpMu  sync.Mutex
 	httpSrv *http.Server
