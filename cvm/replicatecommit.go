@@ -196,9 +196,11 @@ func (p *replicate) mapApprovals(ctx context.Context) error {
 
 // commitOne is step 4 for replica i: commit-replica with its token and the
 // transaction that allowed it (already-registered when nothing had to
-// change). A commit whose answer was lost is found among the app's CVMs; a
-// token that expired meanwhile (466) is replaced by preparing again, once,
-// and only if the service answers the same node, device and hash.
+// change). On 466 (the token is used or expired) a replica committed
+// already — an earlier run whose answer was lost, or commit-replica by hand —
+// is found among the app's CVMs; otherwise the token is replaced by
+// preparing again, once, and only if the service answers the same node,
+// device and hash.
 func (p *replicate) commitOne(ctx context.Context, i int) error {
 	rp := p.j.Replicas[i]
 	if rp.CVMID != "" {
@@ -209,8 +211,7 @@ func (p *replicate) commitOne(ctx context.Context, i int) error {
 	if tx == "" {
 		tx = phala.AlreadyRegistered
 	}
-	resent := rp.CommitSent
-	if !resent {
+	if !rp.CommitSent {
 		rp.CommitSent = true
 		if err := p.save(ReplicateStepCommitSent); err != nil {
 			return err
@@ -219,16 +220,16 @@ func (p *replicate) commitOne(ctx context.Context, i int) error {
 	p.say("→ committing replica %d", i+1)
 	vm, err := p.API.CommitReplica(ctx, p.cfg.CVM, phala.CommitReplicaRequest{Token: rp.CommitToken, ComposeHash: rp.ComposeHash, TransactionHash: tx})
 	if errors.Is(err, phala.ErrHashExpired) {
-		if resent {
-			found, aerr := p.adopt(ctx, rp)
-			if aerr != nil {
-				return aerr
-			}
-			if found != nil {
-				p.say("… replica %d was committed by an earlier run (CVM %s)", i+1, cvmRef(found))
-				p.record(rp, found)
-				return p.save(ReplicateStepCommit)
-			}
+		// A used token: an earlier run whose answer was lost, or
+		// commit-replica by hand after --prepare-only, created it.
+		found, aerr := p.adopt(ctx, rp)
+		if aerr != nil {
+			return aerr
+		}
+		if found != nil {
+			p.say("… replica %d was committed already (CVM %s)", i+1, cvmRef(found))
+			p.record(rp, found)
+			return p.save(ReplicateStepCommit)
 		}
 		p.say("… replica %d's commit token is no longer valid (466): preparing it again", i+1)
 		if err := p.prepareAgain(ctx, i); err != nil {

@@ -151,11 +151,25 @@ func TestCLIReplicateOwnerApproval(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("commit-replica: exit %d\n%s", r.code, r.stderr)
 	}
-	if got := jsonDoc(t, r); got["node_id"] != float64(3) || got["cvm_id"] == "" {
-		t.Fatalf("commit-replica %v", got)
+	committed := jsonDoc(t, r)
+	if committed["node_id"] != float64(3) || committed["cvm_id"] == "" {
+		t.Fatalf("commit-replica %v", committed)
 	}
 	if strings.Contains(r.stdout+r.stderr, token) {
 		t.Fatal("commit-replica printed the token")
+	}
+	// Re-running the prepared run finds that replica instead of making another.
+	t.Setenv("PRIVATE_KEY", f.keyHex)
+	r = runCLI(t, "", "replicate", "--cvm", src, "--node-id", "3", "--json")
+	if r.code != 0 {
+		t.Fatalf("re-run: exit %d\n%s", r.code, r.stderr)
+	}
+	if rep := jsonDoc(t, r)["replicas"].([]any)[0].(map[string]any); rep["cvm_id"] != committed["cvm_id"] {
+		t.Fatalf("re-run replica %v, want the one commit-replica made (%v)", rep, committed["cvm_id"])
+	}
+	r = runCLI(t, "", "status", "--app-id", app, "--json")
+	if n := len(jsonDoc(t, r)["cvms"].([]any)); n != 2 {
+		t.Fatalf("%d CVMs of the app, want the source and one replica", n)
 	}
 }
 

@@ -619,7 +619,6 @@ type Counts struct {
 	Provisions int // cached provisions (unexpired)
 	CVMs       int
 	Updates    int // pending compose updates (commit tokens)
-	Replicas   int // pending replicas (commit tokens)
 }
 
 // Counts returns the current state sizes.
@@ -627,5 +626,5 @@ func (s *Server) Counts() Counts {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.dropExpiredLocked(time.Now())
-	return Counts{Provisions: len(s.provisions), CVMs: len(s.cvms), Updates: len(s.updates), Replicas: len(s.replicas)}
+	return Counts{Provisions: len(s.provisions), CVMs: len(s.cvms), Updates: len(s.updates)}
 }

@@ -437,9 +437,4 @@ func (s *Server) dropExpiredLocked(now time.Time) {
 			delete(s.updates, t)
 		}
 	}
-	for t, p := range s.replicas {
-		if now.After(p.expires) {
-			delete(s.replicas, t)
-		}
-	}
 }

@@ -90,6 +90,7 @@ func (s *Server) handleReplicate(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
+	s.dropExpiredReplicasLocked(time.Now())
 	p := &pendingReplica{sourceID: src.id, app: src.appID, instanceID: randomHex(20), hash: src.composeHash,
 		appCompose: src.appCompose, input: src.input, allowed: slices.Clone(src.allowedEnvs),
 		encrypted: src.encryptedEnv, envKeys: slices.Clone(src.envKeys), expires: time.Now().Add(s.cfg.ProvisionTTL)}
@@ -136,7 +137,6 @@ func (s *Server) handleReplicate(w http.ResponseWriter, r *http.Request) {
 	}
 	p.token = randomHex(24)
 	s.mu.Lock()
-	s.dropExpiredLocked(time.Now())
 	s.replicas[p.token] = p
 	s.mu.Unlock()
 	app, device := p.app, hex.EncodeToString(p.node.DeviceID[:])
@@ -168,6 +168,24 @@ func (s *Server) handleReplicate(w http.ResponseWriter, r *http.Request) {
 			"Then POST /cvms/{id}/commit-replica with the token, the compose hash and the transaction hash (or \"already-registered\")",
 		},
 	})
+}
+
+// PendingReplicas is the number of replicas waiting for their commit
+// (unexpired tokens); tests use it to check that a 465 created nothing.
+func (s *Server) PendingReplicas() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dropExpiredReplicasLocked(time.Now())
+	return len(s.replicas)
+}
+
+// dropExpiredReplicasLocked forgets expired replica tokens; s.mu held.
+func (s *Server) dropExpiredReplicasLocked(now time.Time) {
+	for t, p := range s.replicas {
+		if now.After(p.expires) {
+			delete(s.replicas, t)
+		}
+	}
 }
 
 // leastLoadedLocked picks the node with the fewest CVMs and pending
@@ -245,7 +263,7 @@ func (s *Server) handleCommitReplica(w http.ResponseWriter, r *http.Request) {
 		tx = common.HexToHash(h)
 	}
 	s.mu.Lock()
-	s.dropExpiredLocked(time.Now())
+	s.dropExpiredReplicasLocked(time.Now())
 	p := s.replicas[token]
 	if p != nil && (p.sourceID != src.id || (hash != "" && hash != p.hash)) {
 		p = nil
