@@ -171,8 +171,8 @@ func (c *Client) AppCVMs(ctx context.Context, appID string) ([]CVM, error) {
 	return out, nil
 }
 
-// NodeID is the node the CVM runs on: teepod_id, teepod.id, or node_id
-// (newer shapes); false when the object names none.
+// NodeID is the node the CVM runs on: teepod_id, teepod.id, node_id, or
+// node.id (the legacy GET /cvms item); false when the object names none.
 func (c CVM) NodeID() (int64, bool) {
 	switch {
 	case c.TeepodID != nil:
@@ -184,6 +184,14 @@ func (c CVM) NodeID() (int64, bool) {
 		var n int64
 		if json.Unmarshal(raw, &n) == nil && n != 0 {
 			return n, true
+		}
+	}
+	if raw, ok := c.Extra["node"]; ok {
+		var n struct {
+			ID int64 `json:"id"`
+		}
+		if json.Unmarshal(raw, &n) == nil && n.ID != 0 {
+			return n.ID, true
 		}
 	}
 	return 0, false

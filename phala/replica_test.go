@@ -2,6 +2,7 @@ package phala
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -166,5 +167,26 @@ func TestAvailableNodes(t *testing.T) {
 	var de *DecodeError
 	if _, err := c.AvailableNodes(context.Background()); !errors.As(err, &de) {
 		t.Fatalf("short device id: %v", err)
+	}
+}
+
+// TestCVMNodeID reads the node from every shape that names it.
+func TestCVMNodeID(t *testing.T) {
+	for _, tt := range []struct {
+		doc  string
+		want int64
+	}{
+		{`{"id":1,"name":"a","status":"running","teepod_id":4}`, 4},
+		{`{"id":1,"name":"a","status":"running","teepod_id":null,"teepod":{"id":5,"name":"n"}}`, 5},
+		{`{"id":"cvm_x","name":"a","status":"running","node_id":6}`, 6},
+		{`{"id":1,"name":"a","status":"running","node":{"id":7,"name":"n"}}`, 7},
+	} {
+		var vm CVM
+		if err := json.Unmarshal([]byte(tt.doc), &vm); err != nil {
+			t.Fatal(err)
+		}
+		if n, ok := vm.NodeID(); !ok || n != tt.want {
+			t.Errorf("NodeID of %s = %d %v, want %d", tt.doc, n, ok, tt.want)
+		}
 	}
 }
