@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"os"
 	"strings"
@@ -361,5 +362,41 @@ func TestReplicateWithNewEnv(t *testing.T) {
 	}
 	if e.nonce(t) != nonce || e.appCVMs(t, src.AppID) != 2 {
 		t.Fatal("something was sent for a refused env")
+	}
+}
+
+// TestReplicateUnderEveryVersion: replicate and status --app-id work under
+// every API version the client speaks, against one local cloud answering
+// each in its shapes (integer or hashed ids, legacy or flat CVM objects,
+// legacy GET /cvms items).
+func TestReplicateUnderEveryVersion(t *testing.T) {
+	e := newEnv(t)
+	for i, v := range phala.Versions {
+		t.Run(v, func(t *testing.T) {
+			r, _ := e.versioned(t, v)
+			ctx := context.Background()
+			src, err := r.Deploy(ctx, e.config(fmt.Sprintf("replica-versions-%d", i)))
+			if err != nil {
+				t.Fatalf("deploy: %v", err)
+			}
+			node := int64(2 + i%2)
+			res, err := r.Replicate(ctx, cvm.ReplicateConfig{CVM: src.CVMID, NodeID: &node, Wait: true})
+			if err != nil {
+				t.Fatalf("replicate: %v", err)
+			}
+			rep := res.Replicas[0]
+			if rep.Status != "running" || rep.NodeID == nil || *rep.NodeID != node || res.KMSTrust == "" || res.DeviceCheck != cvm.DeviceCheckNodeList {
+				t.Fatalf("replicate under %s: %+v", v, res)
+			}
+			st, err := r.AppStatus(ctx, src.AppID)
+			if err != nil || len(st.CVMs) != 2 || !st.OnChainChecked {
+				t.Fatalf("app status under %s: %+v, %v", v, st, err)
+			}
+			for _, c := range st.CVMs {
+				if c.NodeID == nil || c.DeviceAllowed == nil || !*c.DeviceAllowed {
+					t.Fatalf("CVM under %s: %+v", v, c)
+				}
+			}
+		})
 	}
 }

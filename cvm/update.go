@@ -69,12 +69,18 @@ type UpdateResult struct {
 	Owner string `json:"owner,omitempty"`
 	// KMSTrust and ComposeVerified say how the KMS and the new compose hash
 	// were established (see Result).
-	KMSTrust        string   `json:"kms_trust,omitempty"`
-	ComposeVerified string   `json:"compose_verified,omitempty"`
-	Status          string   `json:"status"`
-	Resumed         []string `json:"resumed_steps,omitempty"`
-	Journal         string   `json:"journal,omitempty"`
-	Warnings        []string `json:"warnings,omitempty"`
+	KMSTrust        string `json:"kms_trust,omitempty"`
+	ComposeVerified string `json:"compose_verified,omitempty"`
+	// KeyVerified: the new env was encrypted to a key verified against the
+	// KMS root key on-chain (an update with an env, on an on-chain KMS).
+	KeyVerified bool     `json:"kms_key_verified,omitempty"`
+	Status      string   `json:"status"`
+	Resumed     []string `json:"resumed_steps,omitempty"`
+	Journal     string   `json:"journal,omitempty"`
+	Warnings    []string `json:"warnings,omitempty"`
+	// Review is what a review page shows beyond these fields (the
+	// documents before and after, the chain's state); not in --json.
+	Review *UpdateReview `json:"-"`
 }
 
 // OnChainCall is one owner-only call on the AppAuth.
@@ -134,16 +140,19 @@ func (r *Runner) Update(ctx context.Context, cfg UpdateConfig) (*UpdateResult, e
 	}
 	if u.j.Accepted != "" {
 		u.res.CorrelationID = u.j.Accepted
+		u.fillReviewDocs()
 		return u.res, u.finish(ctx)
 	}
 	if err := u.verifyNew(); err != nil {
 		return u.res, err
 	}
+	u.fillReviewDocs()
 	if cfg.PrepareOnly {
 		calls, info, err := u.neededCalls(ctx)
 		if err != nil {
 			return u.res, err
 		}
+		u.fillReviewChain(ctx, info)
 		u.res.CommitToken = u.j.Prepared.CommitToken
 		u.res.Status = "prepared"
 		u.say("✓ prepared: have the owner (%s) execute %d call(s) on %s, then run commit-update with the token (or re-run this update)", info.Owner.Hex(), len(calls), u.app.Hex())
@@ -406,6 +415,10 @@ func (u *update) envKey(ctx context.Context) (string, error) {
 		return *u.cur.EncryptedEnvPubkey, nil
 	}
 	contract, chainID, ref, _ := kmsOf(u.cur)
+	ref, err := u.kmsRef(ctx, ref, chainID, contract)
+	if err != nil {
+		return "", err
+	}
 	step, err := u.verifiedAppKey(ctx, u.chain, keyCheck{
 		KMSRef: ref, KMSContract: common.HexToAddress(contract), ChainID: chainID,
 		AppID: u.app.Hex(), Skip: u.cfg.InsecureSkipKeyVerification,
@@ -413,6 +426,7 @@ func (u *update) envKey(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	u.res.KeyVerified = step.Verified
 	return step.PublicKey, nil
 }
 
@@ -515,6 +529,7 @@ func (u *update) approve(ctx context.Context) error {
 		u.res.Resumed = append(u.res.Resumed, UpdateStepTx)
 	}
 	var owner common.Address
+	var state *deployer.AppInfo
 	txHash, err := u.routeOwnerCalls(ctx, ownerRequest{
 		chain: u.chain, chainID: u.res.ChainID, app: u.app, tx: u.cfg.Tx,
 		journal: u.j.Calls, save: u.save, step: UpdateStepTx,
@@ -524,10 +539,13 @@ func (u *update) approve(ctx context.Context) error {
 			if err != nil {
 				return nil, common.Address{}, err
 			}
-			owner = info.Owner
+			owner, state = info.Owner, info
 			return calls, info.Owner, nil
 		},
 	})
+	if state != nil {
+		u.fillReviewChain(ctx, state)
+	}
 	if err != nil {
 		if pe, ok := pendingOf(err); ok {
 			u.res.Status = "awaiting-approval"
@@ -564,10 +582,9 @@ func (u *update) commit(ctx context.Context) error {
 	}
 	u.say("→ committing the update")
 	out, err := u.API.CommitUpdate(ctx, u.cfg.CVM, phala.CommitUpdateRequest{Token: p.CommitToken, ComposeHash: p.ComposeHash, TransactionHash: txHash})
-	var ae *phala.APIError
-	if errors.As(err, &ae) && ae.Status == 466 {
+	if errors.Is(err, phala.ErrHashExpired) {
 		if !u.envGive && u.patch.DockerComposeFile == nil && u.patch.PreLaunchScript == nil {
-			return fmt.Errorf("commit-update: %w", err)
+			return u.commitError(txHash, err)
 		}
 		u.say("… the prepared update expired (466): preparing it again")
 		reg, acc, err2 := u.send(ctx)
@@ -587,12 +604,33 @@ func (u *update) commit(ctx context.Context) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("commit the update: %w", err)
+		return u.commitError(txHash, err)
 	}
 	u.j.Committed = out.CorrelationID
 	u.res.CorrelationID = out.CorrelationID
 	u.say("✓ update committed")
 	return u.save(UpdateStepCommit)
+}
+
+// commitError explains a refused commit-update: what the status means,
+// what to check, and that re-running the same command resumes (the journal
+// keeps the approval, so nothing is sent on-chain twice).
+func (u *update) commitError(txHash string, err error) error {
+	p := u.j.Prepared
+	const resume = "then re-run the same command: it resumes at the commit and sends nothing on-chain twice"
+	switch {
+	case errors.Is(err, phala.ErrHashExpired):
+		return fmt.Errorf("commit the update: the prepared update of CVM %s expired (HTTP 466) and could not be prepared again here; %s (it prepares again, and commits only the same, approved hash 0x%s): %w", u.cfg.CVM, resume, p.ComposeHash, err)
+	case errors.Is(err, phala.ErrTxVerificationFailed):
+		return fmt.Errorf("commit the update: the service could not verify that transaction %s added compose hash 0x%s on AppAuth %s (HTTP 467): check the transaction on an explorer (mined? on chain %d? from the owner?), %s: %w", txHash, p.ComposeHash, u.app.Hex(), u.res.ChainID, resume, err)
+	case errors.Is(err, phala.ErrHashNotOnChain):
+		check := fmt.Sprintf("cvmdeploy app info --app-id %s --compose-hash 0x%s", u.app.Hex(), p.ComposeHash)
+		if p.DeviceID != "" {
+			check += " --device-id 0x" + p.DeviceID
+		}
+		return fmt.Errorf("commit the update: the service finds compose hash 0x%s (or the node's device) not allowed on-chain for AppAuth %s (HTTP 468): check with `%s`; if the owner has not executed the calls yet, wait until they are, %s: %w", p.ComposeHash, u.app.Hex(), check, resume, err)
+	}
+	return fmt.Errorf("commit the update: %w", err)
 }
 
 // finish waits for the CVM when asked, and closes the journal: a finished

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -28,6 +27,7 @@ func updateCommand() *cli.Command {
 		&cli.StringFlag{Name: "compose-check", Value: cvm.ComposeCheckAuto, Usage: "off (DANGEROUS) approves the cloud's new compose hash unchecked; any other value checks it is your current document with your changes"},
 		&cli.BoolFlag{Name: "fresh", Usage: "forget the journal of an earlier, unfinished run of this update and start over"},
 		&cli.StringFlag{Name: "journal-dir", EnvVars: []string{"CVMDEPLOY_STATE_DIR"}, Usage: "where journals live (default ~/.local/state/cvmdeploy)"},
+		reviewFlag("the update (written once it is prepared, also when it waits for the owner or is applied)"),
 	}
 	flags = withCommon(flags, envFlags(), trustFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags())
 	return &cli.Command{
@@ -41,7 +41,9 @@ device (if needed) and the hash on the AppAuth; commits with the token. What
 is already allowed on-chain is not sent again, and a re-run resumes without
 approving or committing twice. An env-only update that keeps the key set
 needs no transaction. --prepare-only prints the commit token and the calls for
-a multisig; finish with 'cvmdeploy commit-update' or by re-running the update.`,
+a multisig; finish with 'cvmdeploy commit-update' or by re-running the update.
+--review FILE writes a self-contained HTML page of the update for the people
+who approve it (compose diff, env names, decoded calls, owner, on-chain status).`,
 		Flags:  flags,
 		Action: runUpdate,
 	}
@@ -71,6 +73,9 @@ func runUpdate(c *cli.Context) error {
 		}
 		safe = a
 	}
+	if err := checkReviewPath(c); err != nil {
+		return err
+	}
 	var err error
 	if cfg.Tx, err = txOptionsFromFlags(c, nil); err != nil {
 		return err
@@ -87,15 +92,9 @@ func runUpdate(c *cli.Context) error {
 		cfg.ChainID = s.chain.ID
 	}
 	if s.dev == nil {
-		dir := c.String("journal-dir")
-		if dir == "" {
-			if dir, err = cvm.DefaultJournalDir(); err != nil {
-				return err
-			}
-		} else {
-			dir = filepath.Join(dir, "deployments")
+		if s.runner.Journals, err = journalStore(c); err != nil {
+			return err
 		}
-		s.runner.Journals = cvm.JournalStore{Dir: dir}
 	}
 	res, err := s.runner.Update(c.Context, cfg)
 	if err != nil {
@@ -115,9 +114,12 @@ func runUpdate(c *cli.Context) error {
 }
 
 // printUpdate writes the calls as a Safe file when the owner must make
-// them, then the result.
+// them, and the review page when asked, then the result. A review page that
+// cannot be written fails the command after the result is printed.
 func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) error {
+	safeFile := ""
 	if (safe != (common.Address{}) || c.Bool("calldata-only")) && len(res.OnChain) > 0 {
+		safeFile = c.String("safe-file")
 		calls := make([]safetx.Call, len(res.OnChain))
 		for i, oc := range res.OnChain {
 			calls[i] = safetx.Call{To: common.HexToAddress(oc.To), Data: common.FromHex(oc.Data)}
@@ -135,6 +137,7 @@ func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) err
 		}
 		newProgress(c).Printf("✓ Safe Transaction Builder file written: %s", c.String("safe-file"))
 	}
+	page, reviewErr := writeUpdateReview(c, res, safeFile)
 	r := newResult()
 	r.set("cvm_id", res.CVMID)
 	r.set("app_id", res.AppID)
@@ -147,6 +150,9 @@ func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) err
 	}
 	if res.KMSTrust != "" {
 		r.set("kms_trust", res.KMSTrust).note("kms_trust", kmsTrustWords(res.KMSTrust))
+	}
+	if res.KeyVerified {
+		r.set("kms_key_verified", true)
 	}
 	if res.Owner != "" {
 		r.set("owner", res.Owner)
@@ -172,7 +178,10 @@ func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) err
 	if len(res.Warnings) > 0 {
 		r.set("warnings", res.Warnings)
 	}
-	return printResult(c, r)
+	if page != "" {
+		r.set("review_page", page)
+	}
+	return errors.Join(printResult(c, r), reviewErr)
 }
 
 func commitUpdateCommand() *cli.Command {
