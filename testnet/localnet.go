@@ -148,9 +148,12 @@ type Localnet struct {
 	// and must never be printed).
 	DevAccount DevAccount
 	// KMSOwner owns the KMS contract (impersonated in fork mode).
-	KMSOwner      common.Address
-	OSImageHash   common.Hash
+	KMSOwner    common.Address
+	OSImageHash common.Hash
+	// DeviceID is node 1's device id; Nodes are all the cloud's nodes (node
+	// 1 first), each with its own device id, for replicas.
 	DeviceID      common.Hash
+	Nodes         []cloud.Node
 	RootPublicKey []byte
 	Forked        bool
 	// Adversary is the cloud's adversary mode ("" when honest).
@@ -289,7 +292,7 @@ func StartLocalnet(ctx context.Context, cfg LocalnetConfig) (_ *Localnet, err er
 	if err := srv.Start(addr); err != nil {
 		return nil, fmt.Errorf("localnet: %w", err)
 	}
-	l.Cloud, l.APIPrefix, l.DeviceID = srv, srv.APIPrefix(), srv.DeviceID()
+	l.Cloud, l.APIPrefix, l.DeviceID, l.Nodes = srv, srv.APIPrefix(), srv.DeviceID(), srv.Nodes()
 	return l, nil
 }
 

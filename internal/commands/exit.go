@@ -99,6 +99,7 @@ var exitTable = []exitRule{
 	{ExitVerify, is(cvm.ErrKMSUntrusted)},
 	{ExitVerify, is(cvm.ErrKeyVerification)},
 	{ExitVerify, is(cvm.ErrKMSRootMismatch)},
+	{ExitVerify, is(cvm.ErrDeviceMismatch)},
 	{ExitVerify, is(cvm.ErrChainMismatch)},
 	{ExitVerify, is(deployer.ErrPreflight)},
 	{ExitVerify, func(_ context.Context, err error) bool { return kms.IsVerifyFailure(err) }},

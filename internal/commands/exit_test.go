@@ -41,6 +41,7 @@ func TestExitCodes(t *testing.T) {
 		{"compose rule (flow)", fmt.Errorf("%w: revoked", cvm.ErrComposeRule), ExitCompose},
 		{"untrusted KMS", fmt.Errorf("%w: not pinned", cvm.ErrKMSUntrusted), ExitVerify},
 		{"key verification", fmt.Errorf("%w: mismatch", cvm.ErrKeyVerification), ExitVerify},
+		{"replica device", fmt.Errorf("%w: another node's", cvm.ErrDeviceMismatch), ExitVerify},
 		{"boot", fmt.Errorf("%w: refused", cvm.ErrBootFailed), ExitBoot},
 		{"missing API key", phala.ErrMissingAPIKey, ExitAuth},
 		{"API 401", &phala.APIError{Status: 401}, ExitAuth},

@@ -17,19 +17,23 @@ func init() {
 
 func statusCommand() *cli.Command {
 	flags := []cli.Flag{
-		&cli.StringFlag{Name: "cvm", Usage: "the CVM: id, UUID, name or app id (required)"},
+		&cli.StringFlag{Name: "cvm", Usage: "the CVM: id, UUID, name or app id (required, unless --app-id)"},
+		&cli.StringFlag{Name: "app-id", Usage: "list every CVM of this app with its node, the node's device and whether the AppAuth allows it (needs --rpc-url for the last)"},
 		&cli.BoolFlag{Name: "wait", Usage: "wait until the CVM runs (or fails to boot)"},
 		&cli.StringFlag{Name: "wait-timeout", Value: "10m", Usage: "how long --wait waits"},
 	}
 	return &cli.Command{
 		Name:   "status",
-		Usage:  "show a CVM's status; with --wait, follow it until it runs (e.g. after deploy without --wait)",
+		Usage:  "show a CVM's status; with --wait, follow it until it runs (e.g. after deploy without --wait); with --app-id, every CVM of an app",
 		Flags:  withCommon(flags, trustFlags(), apiFlags(), rpcFlags()),
 		Action: runStatus,
 	}
 }
 
 func runStatus(c *cli.Context) error {
+	if c.IsSet("app-id") {
+		return runAppStatus(c)
+	}
 	id := c.String("cvm")
 	if id == "" && c.Args().Len() > 0 {
 		id = c.Args().First()

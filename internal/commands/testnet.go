@@ -28,7 +28,8 @@ func init() {
 					"nothing but Go; deploys DstackKms with the local KMS root key and OS image; serves the Phala Cloud API\n" +
 					"on 127.0.0.1 under /api/v1. With --fork-url it forks a live chain and takes over the KMS named by\n" +
 					"--kms-contract there (impersonating its owner on the fork). Prints rpc_url, chain_id, kms_contract,\n" +
-					"kms_id, api_prefix, api_key and dev_account, then the export lines (on stderr with --json), and\n" +
+					"kms_id, api_prefix, api_key, dev_account and the nodes (id, name, device_id: replicas on another node\n" +
+					"need that node's device allowed on-chain), then the export lines (on stderr with --json), and\n" +
 					"runs until interrupted. The cloud's event log (on-chain checks, env keys; never values) goes to stderr.\n\n" +
 					"On anvil it also deploys the Safe v1.4.1 contracts at their canonical addresses (from the pinned npm\n" +
 					"package) and serves a local Safe Transaction Service (safe_service_url, the base @safe-global/api-kit\n" +
@@ -178,6 +179,7 @@ func testnetUp(c *cli.Context) error {
 		set("dev_account", ln.DevAccount.Address.Hex()).
 		set("kms_owner", ln.KMSOwner.Hex()).
 		set("device_id", fmt.Sprintf("%x", ln.DeviceID[:])).
+		set("nodes", nodesOf(ln.Nodes)).
 		set("os_image_hash", fmt.Sprintf("%x", ln.OSImageHash[:])).
 		set("forked", ln.Forked)
 	if ln.Adversary != "" {
@@ -237,4 +239,31 @@ func testnetUp(c *cli.Context) error {
 	case <-chainDone:
 		return errors.New("testnet: the chain (anvil) exited unexpectedly")
 	}
+}
+
+// testnetNode is one node of the local cloud as testnet up prints it.
+type testnetNode struct {
+	ID       int64  `json:"id"`
+	Name     string `json:"name"`
+	DeviceID string `json:"device_id"`
+}
+
+// nodeList prints one node per line in the human form; --json gets the
+// array.
+type nodeList []testnetNode
+
+func (l nodeList) String() string {
+	lines := make([]string, len(l))
+	for i, n := range l {
+		lines[i] = fmt.Sprintf("%d %s, device %s", n.ID, n.Name, n.DeviceID)
+	}
+	return strings.Join(lines, "\n    ")
+}
+
+func nodesOf(nodes []cloud.Node) nodeList {
+	out := make(nodeList, len(nodes))
+	for i, n := range nodes {
+		out[i] = testnetNode{ID: n.ID, Name: n.Name, DeviceID: fmt.Sprintf("%x", n.DeviceID[:])}
+	}
+	return out
 }

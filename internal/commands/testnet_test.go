@@ -105,6 +105,18 @@ func TestTestnetUpJSON(t *testing.T) {
 					t.Errorf("an honest testnet's document has %q: %v", k, doc)
 				}
 			}
+			nodes, _ := doc["nodes"].([]any)
+			devices := map[string]bool{}
+			for i, n := range nodes {
+				m := n.(map[string]any)
+				if m["id"] != float64(i+1) || m["name"] == "" || len(fmt.Sprint(m["device_id"])) != 64 || devices[m["device_id"].(string)] {
+					t.Errorf("node %d: %v", i, m)
+				}
+				devices[fmt.Sprint(m["device_id"])] = true
+			}
+			if len(nodes) != 1+cloud.ExtraNodes || nodes[0].(map[string]any)["device_id"] != doc["device_id"] {
+				t.Errorf("nodes %v: want %d with distinct device ids, node 1's = device_id %v", nodes, 1+cloud.ExtraNodes, doc["device_id"])
+			}
 
 			req, _ := http.NewRequest("GET", prefix+"/kms?is_onchain=true", nil)
 			req.Header.Set("X-API-Key", doc["api_key"].(string))

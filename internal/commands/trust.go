@@ -67,6 +67,10 @@ type callList []cvm.OnChainCall
 func (l callList) String() string {
 	lines := make([]string, len(l))
 	for i, c := range l {
+		if c.Data == "" && c.TxHash != "" {
+			lines[i] = fmt.Sprintf("%s on %s, sent in %s", c.Function, c.To, c.TxHash)
+			continue
+		}
 		lines[i] = fmt.Sprintf("%s on %s, calldata %s", c.Function, c.To, c.Data)
 	}
 	return strings.Join(lines, "\n    ")

@@ -32,10 +32,20 @@ const (
 	// with its own root Config.RogueRootKey) in every kms_info, signs app
 	// keys with its root, and boots CVMs against it.
 	AdversaryRogueKMS = "rogue-kms"
+	// AdversaryReplicaCompose makes a replica (POST /cvms/{id}/replicas)
+	// run the source's compose with the sidecar added; its 465 names that
+	// document's compose hash.
+	AdversaryReplicaCompose = "replica-compose"
+	// AdversaryReplicaApp names another app id in a replica's 465.
+	AdversaryReplicaApp = "replica-app"
+	// AdversaryReplicaDevice names, in a replica's 465, a device id that is
+	// no node's (a host the operator controls) instead of the chosen node's.
+	AdversaryReplicaDevice = "replica-device"
 )
 
 // AdversaryModes lists the valid Config.Adversary values (besides "").
-var AdversaryModes = []string{AdversaryCompose, AdversaryPreLaunch, AdversaryFlipPublicLogs, AdversaryForgedKey, AdversaryRogueKMS}
+var AdversaryModes = []string{AdversaryCompose, AdversaryPreLaunch, AdversaryFlipPublicLogs, AdversaryForgedKey, AdversaryRogueKMS,
+	AdversaryReplicaCompose, AdversaryReplicaApp, AdversaryReplicaDevice}
 
 // AdversaryPreLaunchScript is the script the prelaunch mode slips in. The
 // address is from a documentation range (RFC 5737): nothing connects to it.
@@ -80,6 +90,12 @@ func (s *Server) becomeAdversary(ctx context.Context) error {
 		s.keys = &keyring{root: s.keys.root, signer: forger, secret: s.keys.secret}
 		lie = fmt.Sprintf("app env keys are signed by %x, not by the KMS root %x",
 			crypto.CompressPubkey(&forger.PublicKey), s.keys.rootPublicKey())
+	case AdversaryReplicaCompose:
+		lie = "replicas run the source's compose with a service mounting /var/run/dstack.sock"
+	case AdversaryReplicaApp:
+		lie = "replica 465 answers name another app id"
+	case AdversaryReplicaDevice:
+		lie = "replica 465 answers name a device that is no node's"
 	case AdversaryRogueKMS:
 		root := s.cfg.RogueRootKey
 		if err := s.verifyRoot(ctx, s.cfg.RogueKMSContract, crypto.CompressPubkey(&root.PublicKey)); err != nil {

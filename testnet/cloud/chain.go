@@ -83,12 +83,12 @@ type bootCheck struct {
 // bootInfo builds the AppBootInfo the KMS would send for this CVM. The
 // measurement registers are fixed per node; the reference contracts do not
 // look at them for apps.
-func (s *Server) bootInfo(appID common.Address, composeHash common.Hash, instanceID common.Address) bindings.IAppAuthAppBootInfo {
+func (s *Server) bootInfo(appID common.Address, composeHash, deviceID common.Hash, instanceID common.Address) bindings.IAppAuthAppBootInfo {
 	return bindings.IAppAuthAppBootInfo{
 		AppId:        appID,
 		ComposeHash:  composeHash,
 		InstanceId:   instanceID,
-		DeviceId:     s.cfg.DeviceID,
+		DeviceId:     deviceID,
 		MrAggregated: sha256.Sum256(append([]byte("mr_aggregated:"), composeHash[:]...)),
 		MrSystem:     sha256.Sum256([]byte("mr_system:" + s.cfg.OSImageName)),
 		OsImageHash:  s.cfg.OSImageHash,
@@ -98,8 +98,9 @@ func (s *Server) bootInfo(appID common.Address, composeHash common.Hash, instanc
 }
 
 // checkBoot asks the chain what booting asks: is the app registered on the
-// KMS, and does DstackKms.isAppAllowed pass for this boot info.
-func (s *Server) checkBoot(ctx context.Context, appID common.Address, composeHash common.Hash, instanceID common.Address) (bootCheck, error) {
+// KMS, and does DstackKms.isAppAllowed pass for this boot info (the CVM's
+// node's device).
+func (s *Server) checkBoot(ctx context.Context, appID common.Address, composeHash, deviceID common.Hash, instanceID common.Address) (bootCheck, error) {
 	var res bootCheck
 	out, err := s.call(ctx, s.kms, kmsABI.PackRegisteredApps(appID))
 	if err != nil {
@@ -108,7 +109,7 @@ func (s *Server) checkBoot(ctx context.Context, appID common.Address, composeHas
 	if res.Registered, err = kmsABI.UnpackRegisteredApps(out); err != nil {
 		return res, fmt.Errorf("decode registeredApps: %w", err)
 	}
-	out, err = s.call(ctx, s.kms, kmsABI.PackIsAppAllowed(s.bootInfo(appID, composeHash, instanceID)))
+	out, err = s.call(ctx, s.kms, kmsABI.PackIsAppAllowed(s.bootInfo(appID, composeHash, deviceID, instanceID)))
 	if err != nil {
 		return res, err
 	}
@@ -149,8 +150,7 @@ func (s *Server) readPolicy(ctx context.Context, appID common.Address, composeHa
 		return p, fmt.Errorf("read allowedDeviceIds: %w", err)
 	}
 	p.DeviceIDAllowed = p.DeviceIDAllowed || p.AllowAnyDevice
-	info := s.bootInfo(appID, composeHash, instanceID)
-	info.DeviceId = deviceID
+	info := s.bootInfo(appID, composeHash, deviceID, instanceID)
 	out, err := s.call(ctx, s.kms, kmsABI.PackIsAppAllowed(info))
 	if err != nil {
 		return p, err

@@ -88,16 +88,21 @@ type Config struct {
 	RootKey *ecdsa.PrivateKey
 	// KMSSecret seeds the per-app X25519 keys (default: derived from RootKey).
 	KMSSecret []byte
-	// DeviceID is the one node's TDX device id (default sha256 of a fixed label).
+	// DeviceID is node 1's TDX device id (default sha256 of a fixed label).
 	DeviceID common.Hash
 	// OSImageHash is the image the node boots; the setup allows it on-chain
 	// with addOsImageHash (required).
 	OSImageHash common.Hash
 	// OSImageName is the image's name (default "dstack-0.5.5").
 	OSImageName string
-	// NodeID and NodeName identify the one node (defaults 1 and "local-node-1").
+	// NodeID and NodeName identify node 1 (defaults 1 and "local-node-1").
 	NodeID   int64
 	NodeName string
+	// Nodes are the cloud's nodes, each with its own device id; the first
+	// is node 1 (NodeID, NodeName and DeviceID describe it). Empty: node 1
+	// plus ExtraNodes more (ids 2, 3, names local-node-N, device ids
+	// DefaultNodeDeviceID(N)).
+	Nodes []Node
 	// BootStep is how long each of creating and starting lasts (default 50 ms).
 	BootStep time.Duration
 	// Latency is added to every API request.
@@ -186,6 +191,7 @@ func (c Config) Check() error {
 	case rogue && c.RogueKMSContract == c.KMSContract:
 		errs = append(errs, errors.New("cloud: RogueKMSContract must differ from KMSContract"))
 	}
+	errs = append(errs, c.checkNodes()...)
 	if c.InjectPreLaunchScript != nil && len(*c.InjectPreLaunchScript) > MaxComposeBytes {
 		errs = append(errs, fmt.Errorf("cloud: InjectPreLaunchScript is %d bytes, over the %d-byte limit", len(*c.InjectPreLaunchScript), MaxComposeBytes))
 	}
@@ -228,6 +234,7 @@ func (c Config) withDefaults() Config {
 	if c.NodeName == "" {
 		c.NodeName = DefaultNodeName
 	}
+	c = c.nodesWithDefaults()
 	if c.BootStep == 0 {
 		c.BootStep = DefaultBootStep
 	}
@@ -272,8 +279,9 @@ type Server struct {
 	usedTokens map[string]usedToken  // committed tokens, for idempotent replays
 	cvms       []*cvm
 	nextID     int64
-	updates    map[string]*pendingUpdate // by commit token
-	changed    chan struct{}             // closed and replaced on every CVM change
+	updates    map[string]*pendingUpdate  // by commit token
+	replicas   map[string]*pendingReplica // by commit token
+	changed    chan struct{}              // closed and replaced on every CVM change
 
 	httpMu  sync.Mutex
 	httpSrv *http.Server
@@ -304,6 +312,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		tokens:     map[string]*provision{},
 		usedTokens: map[string]usedToken{},
 		updates:    map[string]*pendingUpdate{},
+		replicas:   map[string]*pendingReplica{},
 		nextID:     1,
 		changed:    make(chan struct{}),
 	}
@@ -341,7 +350,7 @@ func (s *Server) KMSContract() common.Address { return s.kms }
 // Adversary returns the adversary mode ("" when honest).
 func (s *Server) Adversary() string { return s.cfg.Adversary }
 
-// DeviceID returns the node's device id.
+// DeviceID returns node 1's device id.
 func (s *Server) DeviceID() common.Hash { return s.cfg.DeviceID }
 
 // KMSSlug returns the on-chain KMS's slug (also its id).
@@ -480,6 +489,9 @@ func (s *Server) routes() {
 	api.HandleFunc("PATCH /cvms/{id}", s.handlePatch)
 	api.HandleFunc("POST /cvms/{id}/commit-update", s.handleCommitUpdate)
 	api.HandleFunc("POST /cvms/{id}/is-allowed", s.handleIsAllowed)
+	api.HandleFunc("POST /cvms/{id}/replicas", s.handleReplicate)
+	api.HandleFunc("POST /cvms/{id}/commit-replica", s.handleCommitReplica)
+	api.HandleFunc("GET /teepods/available", s.handleAvailableNodes)
 	api.HandleFunc("GET /kms", s.handleListKMS)
 	api.HandleFunc("GET /kms/{kms}", s.handleGetKMS)
 	api.HandleFunc("GET /kms/{kms}/pubkey/{app_id}", s.handlePubkey)

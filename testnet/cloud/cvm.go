@@ -41,6 +41,7 @@ type cvm struct {
 	appID         string // 40 lowercase hex
 	kms           *kmsEntry
 	kmsType       string // "phala", "ethereum" or "base"
+	node          *Node  // where it runs; its device id is what the KMS checks at boot
 	appCompose    []byte
 	input         composeInput // what the user asked for; appCompose is rebuilt from it
 	composeHash   string
@@ -150,9 +151,9 @@ func (s *Server) cvmJSON(c *cvm, version string) map[string]any {
 		"name":                      c.name,
 		"status":                    c.status,
 		"in_progress":               c.inProgress,
-		"teepod_id":                 s.cfg.NodeID,
-		"teepod":                    map[string]any{"id": s.cfg.NodeID, "name": s.cfg.NodeName},
-		"node_id":                   s.cfg.NodeID,
+		"teepod_id":                 c.node.ID,
+		"teepod":                    map[string]any{"id": c.node.ID, "name": c.node.Name},
+		"node_id":                   c.node.ID,
 		"user_id":                   userIDJSON(version),
 		"app_id":                    c.appID,
 		"vm_uuid":                   c.vmUUID,
@@ -398,7 +399,7 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, body map[string]
 			kmsType = "base"
 		}
 	}
-	c := &cvm{name: p.name, vmUUID: newUUID(), instanceID: randomHex(20), appID: appID, kms: p.kms, kmsType: kmsType,
+	c := &cvm{name: p.name, vmUUID: newUUID(), instanceID: randomHex(20), appID: appID, kms: p.kms, kmsType: kmsType, node: p.node,
 		appCompose: p.appCompose, input: p.input, composeHash: hash, allowedEnvs: p.allowedEnvs, encryptedEnv: encrypted, envKeys: keys,
 		instanceType: p.instanceType, vcpu: p.vcpu, memory: p.memory, disk: p.disk, listed: p.listed,
 		status: StatusCreating, inProgress: true, bootProgress: "allocating resources", createdAt: time.Now(),
@@ -454,13 +455,13 @@ func (s *Server) boot(c *cvm, gen int) {
 	}
 	c.status, c.bootProgress = StatusStarting, "requesting app keys from the KMS"
 	s.notifyLocked()
-	appID, hash, instance, onChain := c.appID, c.composeHash, c.instanceID, c.kms.OnChain
+	appID, hash, instance, onChain, device := c.appID, c.composeHash, c.instanceID, c.kms.OnChain, c.node.DeviceID
 	s.mu.Unlock()
 
 	failure := ""
 	if onChain {
 		ctx, cancel := context.WithTimeout(s.ctx, chainTimeout)
-		res, err := s.checkBoot(ctx, common.HexToAddress(appID), common.HexToHash(hash), common.HexToAddress(instance))
+		res, err := s.checkBoot(ctx, common.HexToAddress(appID), common.HexToHash(hash), device, common.HexToAddress(instance))
 		cancel()
 		switch {
 		case s.ctx.Err() != nil:
@@ -470,13 +471,13 @@ func (s *Server) boot(c *cvm, gen int) {
 			s.log.Warn("onchain check failed", "app", common.HexToAddress(appID).Hex(), "err", err)
 		default:
 			s.log.Info("onchain check", "app", common.HexToAddress(appID).Hex(), "compose_hash", hash,
-				"device_id", hex.EncodeToString(s.cfg.DeviceID[:]), "registered", res.Registered, "allowed", res.Allowed, "reason", res.Reason)
+				"device_id", hex.EncodeToString(device[:]), "registered", res.Registered, "allowed", res.Allowed, "reason", res.Reason)
 			if !res.Allowed {
 				reason := res.Reason
 				if reason == "" {
 					reason = "app not allowed"
 				}
-				failure = fmt.Sprintf("KMS refused to release app keys: %s (app 0x%s, compose hash %s, device %x)", reason, appID, hash, s.cfg.DeviceID[:])
+				failure = fmt.Sprintf("KMS refused to release app keys: %s (app 0x%s, compose hash %s, device %x)", reason, appID, hash, device[:])
 			}
 		}
 	} else {

@@ -81,6 +81,7 @@ type provision struct {
 	input        composeInput
 	allowedEnvs  []string
 	kms          *kmsEntry
+	node         *Node  // where the CVM will run
 	appID        string // PHALA KMS only: lowercase 40 hex
 	instanceType string
 	vcpu         int64
@@ -340,15 +341,16 @@ func (s *Server) provision(w http.ResponseWriter, r *http.Request, body map[stri
 			Details: []detailItem{{Field: "kms_contract", Value: kmsContract}}})
 		return
 	}
-	if hasNode && nodeID != s.cfg.NodeID {
-		writeStructured(w, http.StatusNotFound, apiError{ErrorCode: codeNodeNotFound,
-			Message: fmt.Sprintf("node %d not found; this cloud has node %d (%s)", nodeID, s.cfg.NodeID, s.cfg.NodeName),
-			Details: []detailItem{{Field: "node_id", Value: nodeID}}})
-		return
+	node := s.defaultNode()
+	if hasNode {
+		if node = s.node(nodeID); node == nil {
+			s.writeNodeNotFound(w, nodeID)
+			return
+		}
 	}
 	if hasImage && image != s.cfg.OSImageName {
 		writeStructured(w, http.StatusNotFound, apiError{ErrorCode: codeImageNotFound,
-			Message: fmt.Sprintf("OS image %q not available on node %s; available: %s", image, s.cfg.NodeName, s.cfg.OSImageName),
+			Message: fmt.Sprintf("OS image %q not available on node %s; available: %s", image, node.Name, s.cfg.OSImageName),
 			Details: []detailItem{{Field: "image", Value: image}}})
 		return
 	}
@@ -381,7 +383,7 @@ func (s *Server) provision(w http.ResponseWriter, r *http.Request, body map[stri
 	if lie != "" {
 		s.log.Warn("adversary", "mode", s.cfg.Adversary, "on", "provision", "name", name, "lie", lie, "compose_hash", hash)
 	}
-	p := &provision{hash: hash, name: name, appCompose: appCompose, input: in, allowedEnvs: in.allowedEnvs, kms: entry,
+	p := &provision{hash: hash, name: name, appCompose: appCompose, input: in, allowedEnvs: in.allowedEnvs, kms: entry, node: node,
 		instanceType: instanceType, vcpu: vcpu, memory: memory, disk: disk, listed: listed,
 		expires: time.Now().Add(s.cfg.ProvisionTTL)}
 	if !entry.OnChain {
@@ -404,10 +406,10 @@ func (s *Server) provision(w http.ResponseWriter, r *http.Request, body map[stri
 		"kms_info":                entry.info(),
 		"kms_id":                  entry.Slug,
 		"fmspc":                   "B0C06F000000",
-		"device_id":               hex.EncodeToString(s.cfg.DeviceID[:]),
+		"device_id":               hex.EncodeToString(node.DeviceID[:]),
 		"os_image_hash":           hex.EncodeToString(s.cfg.OSImageHash[:]),
 		"instance_type":           instanceType,
-		"teepod_id":               s.cfg.NodeID,
+		"teepod_id":               node.ID,
 		"compose_hash_registered": false,
 	}
 	if entry.OnChain && versionOf(r) == Version20260623 {
@@ -432,7 +434,7 @@ func (s *Server) provision(w http.ResponseWriter, r *http.Request, body map[stri
 		resp["token"] = s.newToken(p)
 	}
 	s.log.Info("provisioned", "name", name, "compose_hash", hash, "kms", entry.Slug, "allowed_envs", in.allowedEnvs,
-		"device_id", hex.EncodeToString(s.cfg.DeviceID[:]), "same_path", samePath)
+		"device_id", hex.EncodeToString(node.DeviceID[:]), "node", node.ID, "same_path", samePath)
 	if entry.OnChain {
 		s.logKMSLie("provision", "name", name)
 	}

@@ -221,7 +221,7 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request) {
 		s.applyUpdate(w, c, pending, false)
 		return
 	}
-	policy, err := s.readPolicy(r.Context(), common.HexToAddress(appID), common.HexToHash(hash), s.cfg.DeviceID, common.HexToAddress(c.instanceID))
+	policy, err := s.readPolicy(r.Context(), common.HexToAddress(appID), common.HexToHash(hash), c.node.DeviceID, common.HexToAddress(c.instanceID))
 	if err != nil {
 		writeDetail(w, http.StatusBadGateway, "could not read the app's on-chain policy: "+err.Error())
 		return
@@ -245,7 +245,7 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request) {
 		Details: []detailItem{
 			{Field: "compose_hash", Value: hash},
 			{Field: "app_id", Value: appID},
-			{Field: "device_id", Value: hex.EncodeToString(s.cfg.DeviceID[:])},
+			{Field: "device_id", Value: hex.EncodeToString(c.node.DeviceID[:])},
 			{Field: "kms_info", Value: c.kms.info()},
 			{Field: "commit_token", Value: pending.token},
 			{Field: "commit_url", Value: s.cfg.PortalURL + "/dashboard/cvms/" + c.vmUUID + "/commit-update?token=" + pending.token},
@@ -345,7 +345,7 @@ func (s *Server) confirmUpdate(w http.ResponseWriter, r *http.Request, c *cvm, t
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), chainTimeout)
 	defer cancel()
-	policy, err := s.readPolicy(ctx, app, common.HexToHash(hash), s.cfg.DeviceID, common.HexToAddress(c.instanceID))
+	policy, err := s.readPolicy(ctx, app, common.HexToHash(hash), c.node.DeviceID, common.HexToAddress(c.instanceID))
 	if err != nil {
 		writeDetail(w, http.StatusBadGateway, "could not read the app's on-chain policy: "+err.Error())
 		return
@@ -415,9 +415,14 @@ func (s *Server) handleIsAllowed(w http.ResponseWriter, r *http.Request) {
 		writeValidation(w, v.errs)
 		return
 	}
-	if hasNode && node != s.cfg.NodeID {
-		writeStructured(w, http.StatusNotFound, apiError{ErrorCode: codeNodeNotFound, Message: fmt.Sprintf("node %d not found", node)})
-		return
+	deviceID := c.node.DeviceID
+	if hasNode {
+		n := s.node(node)
+		if n == nil {
+			s.writeNodeNotFound(w, node)
+			return
+		}
+		deviceID = n.DeviceID
 	}
 	if !c.kms.OnChain {
 		writeStructured(w, http.StatusBadRequest, apiError{ErrorCode: codeNotOnChain,
@@ -429,7 +434,6 @@ func (s *Server) handleIsAllowed(w http.ResponseWriter, r *http.Request) {
 		hash = c.composeHash
 	}
 	s.mu.Unlock()
-	deviceID := s.cfg.DeviceID
 	if hasDevice {
 		deviceID = common.HexToHash(device)
 	}

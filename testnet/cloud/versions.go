@@ -51,7 +51,7 @@ func (s *Server) listItemJSON(c *cvm, version string) map[string]any {
 			"instance_id": c.instanceID, "vm_uuid": c.vmUUID},
 		"name": c.name, "status": c.status, "in_progress": c.inProgress, "kms_info": m["kms_info"],
 		"listed": c.listed, "vcpu": c.vcpu, "memory": c.memory, "disk_size": c.disk,
-		"node": map[string]any{"id": s.cfg.NodeID, "name": s.cfg.NodeName},
+		"node": map[string]any{"id": c.node.ID, "name": c.node.Name},
 	}
 }
 
