@@ -267,6 +267,7 @@ func (d *run) approveCompose(ctx context.Context) error {
 	if a := d.j.Approved; a != nil {
 		d.res.Resumed = append(d.res.Resumed, StepApprove)
 		d.res.ApproveTxHash = a.TxHash
+		d.res.Timelock = timelockStatus(d.j.Approve, nil)
 		return nil
 	}
 	p, app := d.j.Provision, common.HexToAddress(d.j.App.AppID)
@@ -287,7 +288,7 @@ func (d *run) approveCompose(ctx context.Context) error {
 	txHash, err := d.routeOwnerCalls(ctx, ownerRequest{
 		chain: d.chain, chainID: p.ChainID, app: app, tx: d.cfg.Tx,
 		journal: d.j.Approve, save: d.save, step: StepApproveTx,
-		what: "allow the checked compose hash",
+		what: "allow the checked compose hash", wait: d.approvalWait(),
 		needed: func(ctx context.Context) ([]deployer.AppCall, common.Address, error) {
 			info, err := d.chain.AppInfo(ctx, deployer.AppInfoQuery{App: app, ComposeHash: &hash})
 			if err != nil {
@@ -300,6 +301,7 @@ func (d *run) approveCompose(ctx context.Context) error {
 			return []deployer.AppCall{deployer.AddComposeHashCall(hash)}, info.Owner, nil
 		},
 	})
+	d.res.Timelock = timelockStatus(d.j.Approve, err)
 	if err != nil {
 		return d.pendingResult(err)
 	}
@@ -312,10 +314,22 @@ func (d *run) approveCompose(ctx context.Context) error {
 }
 
 // pendingResult copies the owner's pending calls into the result.
+// approvalWait is --wait-approval's bound for this deployment (nil
+// without it).
+func (d *run) approvalWait() *approvalWait {
+	if !d.cfg.WaitApproval {
+		return nil
+	}
+	return d.Runner.approvalWait(d.cfg.WaitTimeout, d.cfg.PollInterval)
+}
+
 func (d *run) pendingResult(err error) error {
 	if pe, ok := pendingOf(err); ok {
 		d.res.Owner = pe.Owner.Hex()
 		d.res.PendingCalls = append(d.res.PendingCalls, pe.Calls...)
+		if pe.Approver != (common.Address{}) {
+			d.res.Approver = pe.Approver.Hex()
+		}
 		d.res.Status = "awaiting-approval"
 	}
 	return err
@@ -340,7 +354,7 @@ func (d *run) revoke(ctx context.Context, violation error) error {
 	txHash, err := d.routeOwnerCalls(ctx, ownerRequest{
 		chain: d.chain, chainID: p.ChainID, app: app, tx: d.cfg.Tx,
 		journal: d.j.Revoke, save: d.save, step: StepRevokeTx,
-		what: "REVOKE the compose hash now",
+		what: "REVOKE the compose hash now", wait: d.approvalWait(),
 		needed: func(ctx context.Context) ([]deployer.AppCall, common.Address, error) {
 			info, err := d.chain.AppInfo(ctx, deployer.AppInfoQuery{App: app, ComposeHash: &hash})
 			if err != nil {

@@ -36,10 +36,14 @@ type Journal struct {
 	Fingerprint string `json:"fingerprint"`
 
 	Provision *ProvisionStep `json:"provision,omitempty"`
-	DeployTx  *TxStep        `json:"deploy_tx,omitempty"`
-	App       *AppStep       `json:"app,omitempty"`
-	PubKey    *PubKeyStep    `json:"pubkey,omitempty"`
-	Commit    *CommitStep    `json:"commit,omitempty"`
+	// TimelockTx and Timelock are `deploy --timelock`'s TimelockController
+	// creation, before the AppAuth it will own.
+	TimelockTx *TxStep               `json:"timelock_tx,omitempty"`
+	Timelock   *TimelockDeployedStep `json:"timelock,omitempty"`
+	DeployTx   *TxStep               `json:"deploy_tx,omitempty"`
+	App        *AppStep              `json:"app,omitempty"`
+	PubKey     *PubKeyStep           `json:"pubkey,omitempty"`
+	Commit     *CommitStep           `json:"commit,omitempty"`
 	// ComposeRead, Approve and Approved are approve-after-read's steps
 	// (Revoke after-commit's on a violation); Restarted is set once the
 	// CVM refused at first boot was restarted.
@@ -72,6 +76,17 @@ type ProvisionStep struct {
 	// or off. It is decided before anything is sent.
 	ComposePlan          string `json:"compose_plan,omitempty"`
 	ComposeSerialization string `json:"compose_serialization,omitempty"`
+}
+
+// TimelockDeployedStep records the TimelockController deployed to own the
+// AppAuth, read from the receipt.
+type TimelockDeployedStep struct {
+	Address     string `json:"address"`
+	Delay       uint64 `json:"delay"`
+	Proposer    string `json:"proposer"`
+	TxHash      string `json:"tx_hash"`
+	BlockNumber uint64 `json:"block_number"`
+	GasUsed     uint64 `json:"gas_used"`
 }
 
 // ComposeReadStep records the committed app-compose read back and checked.

@@ -426,3 +426,37 @@ func (c *Client) fillTimesAndActors(ctx context.Context, evs []HistoryEvent) err
 	}
 	return nil
 }
+
+// callEvents maps an AppAuth call to the event that shows it took effect.
+var callEvents = map[string]string{
+	"addComposeHash":        "ComposeHashAdded",
+	"removeComposeHash":     "ComposeHashRemoved",
+	"addDevice":             "DeviceAdded",
+	"removeDevice":          "DeviceRemoved",
+	"setAllowAnyDevice":     "AllowAnyDeviceSet",
+	"setRequireTcbUpToDate": "RequireTcbUpToDateSet",
+	"disableUpgrades":       "UpgradesDisabled",
+}
+
+// FindCallLog finds the newest log of app, from block `from` on, showing
+// that call took effect (ComposeHashAdded(h) for addComposeHash(h), and so
+// on), and returns its transaction: the approval someone else (a Safe, a
+// timelock's executor) made. ok is false when there is none, or for a
+// call without such an event.
+func (c *Client) FindCallLog(ctx context.Context, app common.Address, call AppCall, from uint64) (common.Hash, bool, error) {
+	name, ok := callEvents[call.Name]
+	if !ok || len(call.Data) < 4 {
+		return common.Hash{}, false, nil
+	}
+	logs, err := c.Logs(ctx, LogQuery{Addresses: []common.Address{app}, Topics: [][]common.Hash{{appEvent(name).ID}}, From: from})
+	if err != nil {
+		return common.Hash{}, false, err
+	}
+	arg := call.Data[4:]
+	for i := len(logs) - 1; i >= 0; i-- {
+		if l := logs[i]; !l.Removed && bytes.Equal(l.Data, arg) {
+			return l.TxHash, true, nil
+		}
+	}
+	return common.Hash{}, false, nil
+}
