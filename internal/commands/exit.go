@@ -98,6 +98,7 @@ var exitTable = []exitRule{
 	{ExitVerify, is(cvm.ErrKMSUntrusted)},
 	{ExitVerify, is(cvm.ErrKeyVerification)},
 	{ExitVerify, is(cvm.ErrChainMismatch)},
+	{ExitVerify, is(cvm.ErrOwnerState)}, // an executed approval the chain contradicts
 	{ExitVerify, is(deployer.ErrPreflight)},
 	{ExitVerify, func(_ context.Context, err error) bool { return kms.IsVerifyFailure(err) }},
 	{ExitVerify, as[*kms.ComposeHashMismatchError]()},

@@ -101,9 +101,15 @@ func (l callList) String() string {
 // printPending prints a result whose owner must still act, and writes the
 // calls as a Safe Transaction Builder file (the owner may be a Safe).
 func printPending(c *cli.Context, res *cvm.Result) error {
-	if err := writeSafeFile(c, res.ChainID, res.Owner, "cvmdeploy: "+res.PendingCalls[0].Function+" for "+res.Name,
-		"Owner-only call(s) for the AppAuth of "+res.Name+". After executing, re-run the same cvmdeploy command to finish.", res.PendingCalls); err != nil {
-		return err
+	if len(res.PendingCalls) > 0 {
+		safe := res.Owner
+		if res.Approver != "" {
+			safe = res.Approver // a timelock's proposer schedules
+		}
+		if err := writeSafeFile(c, res.ChainID, safe, "cvmdeploy: "+res.PendingCalls[0].Function+" for "+res.Name,
+			"Owner-only call(s) for the AppAuth of "+res.Name+". After executing, re-run the same cvmdeploy command to finish.", res.PendingCalls); err != nil {
+			return err
+		}
 	}
 	return printDeployResult(c, res)
 }
