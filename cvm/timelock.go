@@ -142,7 +142,9 @@ func (r *Runner) timelockStep(ctx context.Context, q ownerRequest, timelock comm
 		if err != nil {
 			return false, nil, err
 		}
-		if info, err := q.chain.DescribeTimelock(ctx, timelock); err == nil && len(info.Proposers) == 1 {
+		// Who must schedule, when the signer cannot: the constructor's
+		// proposer (cheap to find however old the timelock is).
+		if info, err := q.chain.DescribeTimelockAtCreation(ctx, timelock); err == nil && len(info.Proposers) == 1 && !st.CanPropose {
 			s.Proposer = info.Proposers[0].Hex()
 		}
 		j.Timelock = s

@@ -260,9 +260,21 @@ func (c *Client) IsTimelock(ctx context.Context, addr common.Address) (bool, err
 
 // DescribeTimelock reads a TimelockController: delay and execution rule in
 // one batch, then the role holders from its logs (from its creation block,
-// found by CreationBlock), each confirmed with hasRole. Anything that is
-// not a TimelockController is ErrNotTimelock.
+// found by CreationBlock, to the head), each confirmed with hasRole.
+// Anything that is not a TimelockController is ErrNotTimelock.
 func (c *Client) DescribeTimelock(ctx context.Context, addr common.Address) (*TimelockInfo, error) {
+	return c.describeTimelock(ctx, addr, false)
+}
+
+// DescribeTimelockAtCreation is DescribeTimelock reading only the creation
+// block's logs (the constructor's grants): a handful of requests however
+// old the timelock is, but roles granted later (through the timelock's own
+// operations) are missed. Holders it lists are still confirmed with hasRole.
+func (c *Client) DescribeTimelockAtCreation(ctx context.Context, addr common.Address) (*TimelockInfo, error) {
+	return c.describeTimelock(ctx, addr, true)
+}
+
+func (c *Client) describeTimelock(ctx context.Context, addr common.Address, creationOnly bool) (*TimelockInfo, error) {
 	ok, err := c.IsTimelock(ctx, addr)
 	if err != nil {
 		return nil, err
@@ -282,7 +294,11 @@ func (c *Client) DescribeTimelock(ctx context.Context, addr common.Address) (*Ti
 	}
 	info.CreatedAt = from
 	tb := timelockBinding().GetABI()
-	logs, err := c.Logs(ctx, LogQuery{Addresses: []common.Address{addr}, Topics: [][]common.Hash{{tb.Events["RoleGranted"].ID, tb.Events["RoleRevoked"].ID}}, From: from})
+	q := LogQuery{Addresses: []common.Address{addr}, Topics: [][]common.Hash{{tb.Events["RoleGranted"].ID, tb.Events["RoleRevoked"].ID}}, From: from}
+	if creationOnly {
+		q.To = from
+	}
+	logs, err := c.Logs(ctx, q)
 	if err != nil {
 		return nil, err
 	}

@@ -55,6 +55,9 @@ func TestTimelockLifecycle(t *testing.T) {
 		!slices.Equal(info.Cancellers, []common.Address{proposer.Address()}) || len(info.Admins) != 0 || info.CreatedAt != tl.BlockNumber {
 		t.Fatalf("timelock %+v", info)
 	}
+	if quick, err := e.client.DescribeTimelockAtCreation(ctxT(t), tl.Address); err != nil || !slices.Equal(quick.Proposers, info.Proposers) || quick.CreatedAt != tl.BlockNumber {
+		t.Fatalf("at creation: %+v, %v", quick, err)
+	}
 	for _, a := range []common.Address{e.kms.KMSContract, e.owner.Address()} {
 		if ok, err := e.client.IsTimelock(ctxT(t), a); err != nil || ok {
 			t.Fatalf("IsTimelock(%s) = %v, %v", a.Hex(), ok, err)
