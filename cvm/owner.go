@@ -74,6 +74,9 @@ type ownerRequest struct {
 	// (executing a ready timelock operation itself) instead of returning
 	// an *ApprovalPendingError at once.
 	wait *approvalWait
+	// noSend plans without sending (--prepare-only): a timelock operation
+	// is built and journaled, never scheduled or executed.
+	noSend bool
 }
 
 // approvalWait bounds --wait-approval.

@@ -115,6 +115,7 @@ func (r *Runner) timelockStep(ctx context.Context, q ownerRequest, timelock comm
 	if r.Signer != nil {
 		me = r.Signer.Address()
 	}
+	canSend := r.Signer != nil && !q.noSend
 	j := q.journal
 	if s := j.Timelock; s != nil && s.Timelock != timelock.Hex() {
 		r.say("warning: the AppAuth's owner is now timelock %s, not %s: a new operation is built", timelock.Hex(), s.Timelock)
@@ -144,7 +145,7 @@ func (r *Runner) timelockStep(ctx context.Context, q ownerRequest, timelock comm
 		}
 		// Who must schedule, when the signer cannot: the constructor's
 		// proposer (cheap to find however old the timelock is).
-		if info, err := q.chain.DescribeTimelockAtCreation(ctx, timelock); err == nil && len(info.Proposers) == 1 && !st.CanPropose {
+		if info, err := q.chain.DescribeTimelockAtCreation(ctx, timelock); err == nil && len(info.Proposers) == 1 && (!st.CanPropose || q.noSend) {
 			s.Proposer = info.Proposers[0].Hex()
 		}
 		j.Timelock = s
@@ -189,7 +190,7 @@ func (r *Runner) timelockStep(ctx context.Context, q ownerRequest, timelock comm
 		if op.Batch() {
 			name = "scheduleBatch"
 		}
-		if r.Signer != nil && st.CanPropose {
+		if canSend && st.CanPropose {
 			if err := r.confirmTimelock(ctx, q, fmt.Sprintf("%s operation %s (%s on AppAuth %s) on timelock %s", name, s.OperationID, callNames(s.Calls), q.app.Hex(), timelock.Hex())); err != nil {
 				return false, nil, err
 			}
@@ -212,7 +213,7 @@ func (r *Runner) timelockStep(ctx context.Context, q ownerRequest, timelock comm
 		if op.Batch() {
 			name = "executeBatch"
 		}
-		if r.Signer != nil && st.CanExecute {
+		if canSend && st.CanExecute {
 			if err := r.confirmTimelock(ctx, q, fmt.Sprintf("%s operation %s on timelock %s", name, s.OperationID, timelock.Hex())); err != nil {
 				return false, nil, err
 			}

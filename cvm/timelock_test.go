@@ -211,16 +211,19 @@ func TestCommitUpdateWaitsForTimelock(t *testing.T) {
 	res, v2 := e.deployTimelocked(t, "tl-finish")
 	r := e.runner(t)
 	prep, err := r.Update(context.Background(), cvm.UpdateConfig{CVM: res.CVMID, ComposeFile: v2, EnvFiles: []string{e.envFile}, PrepareOnly: true})
-	if err != nil || prep.Status != "prepared" || len(prep.OnChain) != 1 {
-		t.Fatalf("prepare-only: %+v, %v", prep, err)
+	// For a timelock owner the calls handed out are the operation's
+	// schedule on the timelock; nothing was sent.
+	if err != nil || prep.Status != "prepared" || len(prep.OnChain) != 1 || prep.OnChain[0].Function != "schedule" || prep.OnChain[0].To != res.TimelockAddress ||
+		prep.Timelock == nil || prep.Timelock.State != deployer.OpUnset || e.nonce(t, e.ln.DevAccount.Address) != 2 {
+		t.Fatalf("prepare-only: %+v (timelock %+v), %v", prep, prep.Timelock, err)
 	}
-	// Another process (the proposer's own tooling) schedules the calls.
+	// Another process (the proposer's own tooling) schedules the call in
+	// an operation of its own (another salt).
 	c := e.chainClient(t)
 	tl := common.HexToAddress(res.TimelockAddress)
-	op := deployer.TimelockOp{Salt: common.Hash{0x42}}
-	for _, oc := range prep.OnChain {
-		op.Calls = append(op.Calls, deployer.TimelockCall{Target: common.HexToAddress(oc.To), Data: common.FromHex(oc.Data)})
-	}
+	op := deployer.TimelockOp{Salt: common.Hash{0x42}, Calls: []deployer.TimelockCall{
+		{Target: common.HexToAddress(res.AppID), Data: deployer.AddComposeHashCall(common.HexToHash(prep.ComposeHash)).Data},
+	}}
 	if _, err := c.SendTimelockCall(context.Background(), e.proposerSigner(t), tl, op.ScheduleData(60), deployer.TxOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -341,5 +344,44 @@ func TestDeployTimelockApproveAfterRead(t *testing.T) {
 	}
 	if done.Status != "running" || done.ComposeVerified != cvm.ComposeApprovedAfterRead || done.ApproveTxHash == "" || done.Timelock.ExecuteTx != done.ApproveTxHash {
 		t.Fatalf("result %+v", done)
+	}
+}
+
+// TestTimelockProposerElsewhere: the signer is not the timelock's proposer
+// (the proposer is a Safe, say): the update hands over the schedule call
+// (exit 10, state unset, the proposer named), the proposer sends exactly
+// that calldata, and after the delay the same command, with a key that
+// may only execute, executes and commits.
+func TestTimelockProposerElsewhere(t *testing.T) {
+	e := newEnv(t)
+	res, v2 := e.deployTimelocked(t, "tl-elsewhere")
+	r := e.runner(t) // the user's key: not a proposer
+	cfg := cvm.UpdateConfig{CVM: res.CVMID, ComposeFile: v2, EnvFiles: []string{e.envFile}, Wait: true}
+	up, err := r.Update(context.Background(), cfg)
+	var pe *cvm.ApprovalPendingError
+	if !errors.As(err, &pe) || pe.Timelock == nil || pe.Timelock.State != deployer.OpUnset || pe.Approver != e.proposerSigner(t).Address() {
+		t.Fatalf("first run: %v", err)
+	}
+	if len(up.OnChain) != 1 || up.OnChain[0].Function != "schedule" || up.OnChain[0].To != res.TimelockAddress || up.Approver != e.proposerSigner(t).Address().Hex() {
+		t.Fatalf("handed-over calls %+v, approver %s", up.OnChain, up.Approver)
+	}
+	if n := e.nonce(t, e.ln.DevAccount.Address); n != 2 {
+		t.Fatalf("the user sent %d transactions beyond the deployment", n-2)
+	}
+	c := e.chainClient(t)
+	tl := common.HexToAddress(res.TimelockAddress)
+	if _, err := c.SendTimelockCall(context.Background(), e.proposerSigner(t), tl, common.FromHex(up.OnChain[0].Data), deployer.TxOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Update(context.Background(), cfg); !errors.As(err, &pe) || pe.Timelock.State != deployer.OpWaiting {
+		t.Fatalf("after the proposer scheduled: %v", err)
+	}
+	e.advance(t, 61)
+	done, err := r.Update(context.Background(), cfg)
+	if err != nil || done.Status != "running" || done.ApprovalTxHash == "" || done.ApprovalTxHash != done.Timelock.ExecuteTx {
+		t.Fatalf("after the ETA: %+v, %v", done, err)
+	}
+	if n := e.nonce(t, e.ln.DevAccount.Address); n != 3 {
+		t.Fatalf("the user sent %d transactions beyond the deployment, want 1 (execute)", n-2)
 	}
 }

@@ -165,9 +165,12 @@ func (r *Runner) Update(ctx context.Context, cfg UpdateConfig) (*UpdateResult, e
 		if err := u.handOverPrepared(ctx, calls); err != nil {
 			return u.res, err
 		}
+		if err := u.planTimelock(ctx, calls, info.Owner); err != nil {
+			return u.res, err
+		}
 		u.res.CommitToken = u.j.Prepared.CommitToken
 		u.res.Status = "prepared"
-		u.say("✓ prepared: have the owner (%s) execute %d call(s) on %s, then run commit-update with the token (or re-run this update)", info.Owner.Hex(), len(calls), u.app.Hex())
+		u.say("✓ prepared: have the owner (%s) make %d call(s), then run commit-update --cvm %s (--wait-approval waits for them) or with the token", info.Owner.Hex(), len(u.res.OnChain), u.cfg.CVM)
 		return u.res, nil
 	}
 	if err := u.approve(ctx); err != nil {

@@ -102,3 +102,31 @@ func (u *update) handOverPrepared(ctx context.Context, calls []deployer.AppCall)
 	var owner common.Address
 	return u.handOver(ctx, u.ownerRequest(&owner), calls)
 }
+
+// planTimelock is --prepare-only's answer for a timelock owner: the
+// AppAuth's calls cannot be made by anyone but the timelock, so the calls
+// handed out are the operation's schedule (or, once scheduled, nothing
+// until it is ready; then its execute), built and journaled here and
+// never sent. commit-update executes that operation once it is ready.
+func (u *update) planTimelock(ctx context.Context, calls []deployer.AppCall, owner common.Address) error {
+	if len(calls) == 0 || (u.Signer != nil && owner == u.Signer.Address()) {
+		return nil
+	}
+	isTL, err := u.chain.IsTimelock(ctx, owner)
+	if err != nil || !isTL {
+		return err
+	}
+	var o common.Address
+	q := u.ownerRequest(&o)
+	q.noSend = true
+	_, pe, err := u.timelockStep(ctx, q, owner, calls)
+	if err != nil {
+		return err
+	}
+	u.res.Timelock = timelockStatus(u.j.Calls, pe)
+	u.res.OnChain = pe.Calls
+	if pe.Approver != (common.Address{}) {
+		u.res.Approver = pe.Approver.Hex()
+	}
+	return nil
+}

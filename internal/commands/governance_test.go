@@ -105,12 +105,13 @@ func TestCLITimelockLifeAndHistory(t *testing.T) {
 	v3 := filepath.Join(f.dir, "v3.yml")
 	mustWrite(t, v3, flowCompose+"  cache:\n    image: redis:7\n")
 	prep, _ := jsonOut(t, "update", "--cvm", cvmID, "--compose", v3, "--env-file", f.envFile, "--prepare-only", "--safe-file", filepath.Join(f.dir, "safe.json"), "--json")
-	var op deployer.TimelockOp
-	op.Salt = common.Hash{0x51}
-	for _, c := range prep["onchain_calls"].([]any) {
-		call := c.(map[string]any)
-		op.Calls = append(op.Calls, deployer.TimelockCall{Target: common.HexToAddress(call["to"].(string)), Data: common.FromHex(call["data"].(string))})
+	if calls := prep["onchain_calls"].([]any); len(calls) != 1 || calls[0].(map[string]any)["to"] != tl || prep["timelock_state"] != "unset" {
+		t.Fatalf("prepare-only for a timelock owner: %v", prep)
 	}
+	// Another process approves with an operation of its own.
+	op := deployer.TimelockOp{Salt: common.Hash{0x51}, Calls: []deployer.TimelockCall{
+		{Target: common.HexToAddress(app), Data: deployer.AddComposeHashCall(common.HexToHash(prep["compose_hash"].(string))).Data},
+	}}
 	exec := f.otherProcess(t, tl, op)
 	fin, _ := jsonOut(t, "commit-update", "--cvm", cvmID, "--wait-approval", "--wait", "--json")
 	if fin["status"] != "running" || fin["compose_hash"] != prep["compose_hash"] || fin["approval_tx_hash"] != exec.Hex() {
