@@ -83,6 +83,7 @@ func TestTimelockLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("gas: scheduleBatch of 2 calls %d", sched.GasUsed)
 	st, err := e.client.TimelockOpState(ctxT(t), tl.Address, op.ID(), e.other.Address())
 	if err != nil {
 		t.Fatal(err)
@@ -101,6 +102,7 @@ func TestTimelockLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("gas: executeBatch of 2 calls by anyone %d (reference %d)", exec.GasUsed, 100102)
 	if st, _ = e.client.TimelockOpState(ctxT(t), tl.Address, op.ID(), e.other.Address()); st.State() != deployer.OpDone {
 		t.Fatalf("after execute: %s", st.State())
 	}
@@ -148,6 +150,19 @@ func TestTimelockLifecycle(t *testing.T) {
 	if x.Actor != e.other.Address().Hex() || x.TxHash != exec.TxHash.Hex() || x.ComposeHash != common.Hash(h4).Hex() || x.Time < s0.ETA {
 		t.Fatalf("executed event %+v (scheduled ETA %s)", x, s0.ETA)
 	}
+	// Requests of a whole history at the default range: the creation
+	// search, the app's owner and flags, the logs, the block times and
+	// senders (counted, not timed).
+	counting := newCountingProxy(t, e.anvil.RPCURL())
+	hc, err := deployer.Dial(ctxT(t), counting.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	if _, err := hc.AppHistory(ctxT(t), deployer.HistoryQuery{App: app.AppID, KMS: e.kms.KMSContract}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("app history: %d events in %d HTTP requests", len(h.Events), counting.count())
 	// --since skips what came before.
 	later, err := e.client.AppHistory(ctxT(t), deployer.HistoryQuery{App: app.AppID, KMS: e.kms.KMSContract, Since: exec.BlockNumber})
 	if err != nil || len(later.Events) != 4 {
