@@ -385,3 +385,41 @@ func TestTimelockProposerElsewhere(t *testing.T) {
 		t.Fatalf("the user sent %d transactions beyond the deployment, want 1 (execute)", n-2)
 	}
 }
+
+// TestTimelockFinishAfterExpiry: the preparation expired while the
+// timelock's delay ran (466 on commit): commit-update prepares the same
+// journaled request again, checks the service answers the approved hash,
+// and commits; the CVM runs the new compose.
+func TestTimelockFinishAfterExpiry(t *testing.T) {
+	e := newEnv(t)
+	res, v2 := e.deployTimelocked(t, "tl-expiry")
+	r := e.runner(t)
+	prep, err := r.Update(context.Background(), cvm.UpdateConfig{CVM: res.CVMID, ComposeFile: v2, EnvFiles: []string{e.envFile}, PrepareOnly: true})
+	if err != nil || len(prep.OnChain) != 1 {
+		t.Fatalf("prepare-only: %+v, %v", prep, err)
+	}
+	// The proposer (a Safe, say) sends the handed-out schedule call.
+	c := e.chainClient(t)
+	if _, err := c.SendTimelockCall(context.Background(), e.proposerSigner(t), common.HexToAddress(res.TimelockAddress), common.FromHex(prep.OnChain[0].Data), deployer.TxOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.advance(t, 61)
+	if n := e.ln.Cloud.ExpireUpdates(); n != 1 {
+		t.Fatalf("%d prepared updates expired, want 1", n)
+	}
+	decrypted := strings.Count(e.cloudLog.String(), "decrypted env")
+	done, err := r.FinishUpdate(context.Background(), cvm.FinishConfig{CVM: res.CVMID, Wait: true})
+	if err != nil {
+		t.Fatalf("FinishUpdate: %v", err)
+	}
+	if done.Status != "running" || done.ComposeHash != prep.ComposeHash || done.Timelock == nil || done.ApprovalTxHash != done.Timelock.ExecuteTx || done.Timelock.OperationID != prep.Timelock.OperationID {
+		t.Fatalf("result %+v (timelock %+v)", done, done.Timelock)
+	}
+	cur, err := r.API.GetCVM(context.Background(), res.CVMID)
+	if err != nil || cur.ComposeHash == nil || *cur.ComposeHash != prep.ComposeHash {
+		t.Fatalf("CVM compose hash %v, %v; want %s", cur.ComposeHash, err, prep.ComposeHash)
+	}
+	if n := strings.Count(e.cloudLog.String(), "decrypted env"); n != decrypted+1 {
+		t.Fatalf("the cloud decrypted %d envs during the finish, want 1 (the journaled request sent again)", n-decrypted)
+	}
+}

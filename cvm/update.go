@@ -170,7 +170,11 @@ func (r *Runner) Update(ctx context.Context, cfg UpdateConfig) (*UpdateResult, e
 		}
 		u.res.CommitToken = u.j.Prepared.CommitToken
 		u.res.Status = "prepared"
-		u.say("✓ prepared: have the owner (%s) make %d call(s), then run commit-update --cvm %s (--wait-approval waits for them) or with the token", info.Owner.Hex(), len(u.res.OnChain), u.cfg.CVM)
+		who := "the owner (" + info.Owner.Hex() + ")"
+		if u.res.Approver != "" {
+			who = "the timelock's proposer (" + u.res.Approver + ")"
+		}
+		u.say("✓ prepared: have %s make %d call(s), then run commit-update --cvm %s (--wait-approval waits for them) or with the token", who, len(u.res.OnChain), u.cfg.CVM)
 		return u.res, nil
 	}
 	if err := u.approve(ctx); err != nil {
