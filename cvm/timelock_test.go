@@ -391,6 +391,14 @@ func TestTimelockProposerElsewhere(t *testing.T) {
 // journaled request again, checks the service answers the approved hash,
 // and commits; the CVM runs the new compose.
 func TestTimelockFinishAfterExpiry(t *testing.T) {
+	for _, liar := range []bool{false, true} {
+		t.Run(map[bool]string{false: "honest", true: "lying-reprepare"}[liar], func(t *testing.T) { finishAfterExpiry(t, liar) })
+	}
+}
+
+// finishAfterExpiry: with liar, the cloud answers the new preparation
+// with another compose hash than the approved one: nothing is committed.
+func finishAfterExpiry(t *testing.T, liar bool) {
 	e := newEnv(t)
 	res, v2 := e.deployTimelocked(t, "tl-expiry")
 	r := e.runner(t)
@@ -408,6 +416,19 @@ func TestTimelockFinishAfterExpiry(t *testing.T) {
 		t.Fatalf("%d prepared updates expired, want 1", n)
 	}
 	decrypted := strings.Count(e.cloudLog.String(), "decrypted env")
+	if liar {
+		if err := e.ln.Cloud.SetAdversary(cloud.AdversaryCompose); err != nil {
+			t.Fatal(err)
+		}
+		_, err := r.FinishUpdate(context.Background(), cvm.FinishConfig{CVM: res.CVMID})
+		if !errors.Is(err, cvm.ErrComposeRule) {
+			t.Fatalf("FinishUpdate against a lying re-preparation: %v", err)
+		}
+		if cur, _ := r.API.GetCVM(context.Background(), res.CVMID); cur == nil || cur.ComposeHash == nil || *cur.ComposeHash != res.ComposeHash {
+			t.Fatal("the CVM's compose changed although nothing should have been committed")
+		}
+		return
+	}
 	done, err := r.FinishUpdate(context.Background(), cvm.FinishConfig{CVM: res.CVMID, Wait: true})
 	if err != nil {
 		t.Fatalf("FinishUpdate: %v", err)
