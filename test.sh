@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check CI runs, on a fresh machine with only Go and npm:
-# installs the pinned tools, checks that bindings/ matches contracts/,
+# installs the pinned tools (and Debian's chromium, as root with apt, for the
+# review page's browser test), checks that bindings/ matches contracts/,
 # checks formatting and vet, then runs all tests (integration tests included:
 # they start their own anvil and local cloud on 127.0.0.1).
 set -euo pipefail
@@ -8,6 +9,9 @@ cd "$(dirname "$0")"
 
 echo "==> installing anvil 1.7.1 (npm, into .tools/)" >&2
 bash testnet/install-anvil.sh >/dev/null
+
+echo "==> installing Debian's chromium when missing (the review page's browser test)" >&2
+bash testnet/install-chromium.sh >/dev/null
 
 echo "==> regenerating bindings/ (pinned solc + abigen) and checking they are current" >&2
 bash abigen.sh

@@ -2,14 +2,20 @@ package cvm_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/ethclient"
+
 	"github.com/cvmdeploy/cvmdeploy/cvm"
 	"github.com/cvmdeploy/cvmdeploy/deployer"
+	"github.com/cvmdeploy/cvmdeploy/kms"
 	"github.com/cvmdeploy/cvmdeploy/phala"
 	"github.com/cvmdeploy/cvmdeploy/testnet"
 )
@@ -131,4 +137,107 @@ func BenchmarkDeployBatch10(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed())/float64(time.Millisecond)/float64(b.N), "ms/op")
 	b.ReportMetric(float64(b.Elapsed())/float64(time.Millisecond)/float64(b.N*n), "ms/app")
+}
+
+// BenchmarkComposeCheck compares the two ways a deploy establishes its
+// compose hash on the default local cloud (2 × 50 ms boot): "predicted"
+// (the document is built locally: one transaction, the AppAuth with the
+// hash) and "approve-after-read" (the cloud injects its default pre-launch
+// script: the AppAuth without a hash, commit, read and check the document,
+// addComposeHash, and a restart of the CVM whose first boot was refused).
+// It reports the wall time to "running" and the gas the signer spent.
+func BenchmarkComposeCheck(b *testing.B) {
+	script := "#!/bin/bash\necho benchmark default pre-launch script\n"
+	for _, bc := range []struct {
+		name   string
+		inject *string
+	}{{"predicted", nil}, {"approve-after-read", &script}} {
+		b.Run(bc.name, func(b *testing.B) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			ln, err := testnet.StartLocalnet(ctx, testnet.LocalnetConfig{InjectPreLaunchScript: bc.inject})
+			if err != nil {
+				b.Fatalf("start localnet: %v", err)
+			}
+			b.Cleanup(func() { ln.Close() })
+			e := &benchEnv{ln: ln, dir: b.TempDir()}
+			e.compose, e.envFile = filepath.Join(e.dir, "docker-compose.yml"), filepath.Join(e.dir, ".env")
+			benchWrite(b, e.compose, testCompose)
+			benchWrite(b, e.envFile, "GREETING="+secretGreeting+"\nDB_PASSWORD=\""+secretPassword+"\"\n")
+			r := e.runner(b)
+			if bc.inject != nil {
+				sum := sha256.Sum256([]byte(*bc.inject))
+				extra, err := kms.ParsePins([]byte(`{"about": "bench", "app_compose": {"official_pre_launch_scripts": [{"version": "bench", "date": "2026-12-01", "form": "file", "sha256": "` + hex.EncodeToString(sum[:]) + `", "source": "benchmark"}]}}`))
+				if err != nil {
+					b.Fatal(err)
+				}
+				r.Trust.Pins = kms.DefaultPins().Merge(extra)
+			}
+			eth, err := ethclient.Dial(ln.RPCURL)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer eth.Close()
+			var gas uint64
+			i := 0
+			for b.Loop() {
+				i++
+				res, err := r.Deploy(context.Background(), cvm.Config{
+					Name: fmt.Sprintf("bench-check-%05d", i), ComposeFile: e.compose, EnvFiles: []string{e.envFile},
+					KMS: "ethereum", Wait: true, WaitTimeout: time.Minute,
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				want := cvm.ComposePredicted
+				if bc.inject != nil {
+					want = cvm.ComposeApprovedAfterRead
+				}
+				if res.ComposeVerified != want || res.Status != "running" {
+					b.Fatalf("compose_verified %q status %q", res.ComposeVerified, res.Status)
+				}
+				gas += res.GasUsed
+				if res.ApproveTxHash != "" {
+					rcpt, err := eth.TransactionReceipt(context.Background(), common.HexToHash(res.ApproveTxHash))
+					if err != nil {
+						b.Fatal(err)
+					}
+					gas += rcpt.GasUsed
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed())/float64(time.Millisecond)/float64(b.N), "ms/op")
+			b.ReportMetric(float64(gas)/float64(b.N), "gas/op")
+		})
+	}
+}
+
+// BenchmarkDeployOnChainVersions is BenchmarkDeployOnChain/no-wait under
+// each API version: the legacy path (provision, commit) against the
+// same-path token flow, whose commit also has the cloud read the AppAuth
+// deployment's receipt and policy.
+func BenchmarkDeployOnChainVersions(b *testing.B) {
+	e := newBenchEnv(b)
+	runs := 0 // -count repeats a sub-benchmark in the same env: fresh names
+	for _, v := range phala.Versions {
+		b.Run(v, func(b *testing.B) {
+			runs++
+			r := e.runner(b)
+			api, err := phala.New(phala.Config{BaseURL: e.ln.APIPrefix, APIKey: e.ln.APIKey, Version: v})
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.API = api
+			ctx := context.Background()
+			i := 0
+			for b.Loop() {
+				i++
+				name := fmt.Sprintf("bench-v%s-%d-%05d", v, runs, i)
+				res, err := r.Deploy(ctx, cvm.Config{Name: name, ComposeFile: e.compose, EnvFiles: []string{e.envFile}, KMS: "ethereum"})
+				if err != nil || !res.KeyVerified {
+					b.Fatalf("deploy %s: %v %+v", name, err, res)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed())/float64(time.Millisecond)/float64(b.N), "ms/op")
+		})
+	}
 }

@@ -261,8 +261,8 @@ func composeRuleError(err error) error {
 }
 
 // approveCompose allows the checked compose hash on the AppAuth through its
-// owner (routeOwnerCalls): sent by the signer when it owns the AppAuth,
-// otherwise left to the owner as a pending call.
+// owner: sent by the signer when it owns the AppAuth, otherwise left to the
+// owner as a pending call.
 func (d *run) approveCompose(ctx context.Context) error {
 	if a := d.j.Approved; a != nil {
 		d.res.Resumed = append(d.res.Resumed, StepApprove)
@@ -270,50 +270,79 @@ func (d *run) approveCompose(ctx context.Context) error {
 		d.res.Timelock = timelockStatus(d.j.Approve, nil)
 		return nil
 	}
-	p, app := d.j.Provision, common.HexToAddress(d.j.App.AppID)
-	hash, err := hexBytes32(p.ComposeHash)
-	if err != nil {
-		return fmt.Errorf("provision compose_hash: %w", err)
-	}
-	if err := d.needChain(ctx); err != nil {
-		return err
-	}
-	if d.j.Approve == nil {
-		d.j.Approve = &OwnerCalls{}
-	} else if d.j.Approve.sent() {
+	if d.j.Approve.sent() || (d.j.Approve != nil && d.j.Approve.Timelock != nil) {
 		d.res.Resumed = append(d.res.Resumed, StepApproveTx)
 	}
-	var owner common.Address
-	d.say("→ allowing compose hash %s on AppAuth %s", shortHex(p.ComposeHash), app.Hex())
-	txHash, err := d.routeOwnerCalls(ctx, ownerRequest{
-		chain: d.chain, chainID: p.ChainID, app: app, tx: d.cfg.Tx,
-		journal: d.j.Approve, save: d.save, step: StepApproveTx,
-		what: "allow the checked compose hash", wait: d.approvalWait(),
-		needed: func(ctx context.Context) ([]deployer.AppCall, common.Address, error) {
-			info, err := d.chain.AppInfo(ctx, deployer.AppInfoQuery{App: app, ComposeHash: &hash})
-			if err != nil {
-				return nil, common.Address{}, fmt.Errorf("read AppAuth %s: %w", app.Hex(), err)
-			}
-			owner = info.Owner
-			if info.ComposeHashAllowed != nil && *info.ComposeHashAllowed {
-				return nil, info.Owner, nil
-			}
-			return []deployer.AppCall{deployer.AddComposeHashCall(hash)}, info.Owner, nil
-		},
-	})
+	txHash, owner, err := d.setComposeHash(ctx, true)
 	d.res.Timelock = timelockStatus(d.j.Approve, err)
 	if err != nil {
 		return d.pendingResult(err)
 	}
 	if txHash == "" {
-		d.say("✓ compose hash %s is already allowed on AppAuth %s", shortHex(p.ComposeHash), app.Hex())
+		d.say("✓ compose hash %s is already allowed on AppAuth %s", shortHex(d.j.Provision.ComposeHash), d.j.App.AppID)
 	}
 	d.j.Approved = &ApprovedStep{TxHash: txHash, Owner: owner.Hex()}
 	d.res.ApproveTxHash = txHash
 	return d.save(StepApprove)
 }
 
-// pendingResult copies the owner's pending calls into the result.
+// revoke removes a compose hash that the committed document shows breaks
+// the rule, through the owner: at once when the signer owns the AppAuth,
+// otherwise as a pending call. The violation is the error either way.
+func (d *run) revoke(ctx context.Context, violation error) error {
+	txHash, _, err := d.setComposeHash(ctx, false)
+	if err != nil {
+		return fmt.Errorf("%w; %w", violation, d.pendingResult(err))
+	}
+	if txHash == "" {
+		return fmt.Errorf("%w; compose hash %s is not allowed on AppAuth %s", violation, d.j.Provision.ComposeHash, d.j.App.AppID)
+	}
+	d.res.RevokeTxHash = txHash
+	return fmt.Errorf("%w; revoked: removeComposeHash mined in transaction %s", violation, txHash)
+}
+
+// setComposeHash allows (or removes) the provision's compose hash on the
+// AppAuth through routeOwnerCalls, unless the chain already says so. It
+// returns the transaction that did it ("" when nothing had to be sent) and
+// the owner.
+func (d *run) setComposeHash(ctx context.Context, allow bool) (string, common.Address, error) {
+	p, app := d.j.Provision, common.HexToAddress(d.j.App.AppID)
+	hash, err := hexBytes32(p.ComposeHash)
+	if err != nil {
+		return "", common.Address{}, fmt.Errorf("provision compose_hash: %w", err)
+	}
+	if err := d.needChain(ctx); err != nil {
+		return "", common.Address{}, err
+	}
+	journal, step, what, call := &d.j.Approve, StepApproveTx, "allow the checked compose hash", deployer.AddComposeHashCall(hash)
+	if !allow {
+		journal, step, what, call = &d.j.Revoke, StepRevokeTx, "REVOKE the compose hash now", deployer.RemoveComposeHashCall(hash)
+		d.say("→ revoking compose hash %s on AppAuth %s", shortHex(p.ComposeHash), app.Hex())
+	} else {
+		d.say("→ allowing compose hash %s on AppAuth %s", shortHex(p.ComposeHash), app.Hex())
+	}
+	if *journal == nil {
+		*journal = &OwnerCalls{}
+	}
+	var owner common.Address
+	txHash, err := d.routeOwnerCalls(ctx, ownerRequest{
+		chain: d.chain, chainID: p.ChainID, app: app, tx: d.cfg.Tx,
+		journal: *journal, save: d.save, step: step, what: what, wait: d.approvalWait(),
+		needed: func(ctx context.Context) ([]deployer.AppCall, common.Address, error) {
+			info, err := d.chain.AppInfo(ctx, deployer.AppInfoQuery{App: app, ComposeHash: &hash})
+			if err != nil {
+				return nil, common.Address{}, fmt.Errorf("read AppAuth %s: %w", app.Hex(), err)
+			}
+			owner = info.Owner
+			if allowed := info.ComposeHashAllowed != nil && *info.ComposeHashAllowed; allowed == allow {
+				return nil, info.Owner, nil
+			}
+			return []deployer.AppCall{call}, info.Owner, nil
+		},
+	})
+	return txHash, owner, err
+}
+
 // approvalWait is --wait-approval's bound for this deployment (nil
 // without it).
 func (d *run) approvalWait() *approvalWait {
@@ -323,57 +352,17 @@ func (d *run) approvalWait() *approvalWait {
 	return d.Runner.approvalWait(d.cfg.WaitTimeout, d.cfg.PollInterval)
 }
 
+// pendingResult copies the owner's pending calls into the result.
 func (d *run) pendingResult(err error) error {
 	if pe, ok := pendingOf(err); ok {
 		d.res.Owner = pe.Owner.Hex()
 		d.res.PendingCalls = append(d.res.PendingCalls, pe.Calls...)
+		d.res.Status = "awaiting-approval"
 		if pe.Approver != (common.Address{}) {
 			d.res.Approver = pe.Approver.Hex()
 		}
-		d.res.Status = "awaiting-approval"
 	}
 	return err
-}
-
-// revoke removes a compose hash that the committed document shows breaks
-// the rule, through the owner: at once when the signer owns the AppAuth,
-// otherwise as a pending call. The violation is the error either way.
-func (d *run) revoke(ctx context.Context, violation error) error {
-	p, app := d.j.Provision, common.HexToAddress(d.j.App.AppID)
-	hash, err := hexBytes32(p.ComposeHash)
-	if err != nil {
-		return errors.Join(violation, err)
-	}
-	if err := d.needChain(ctx); err != nil {
-		return errors.Join(violation, err)
-	}
-	if d.j.Revoke == nil {
-		d.j.Revoke = &OwnerCalls{}
-	}
-	d.say("→ revoking compose hash %s on AppAuth %s", shortHex(p.ComposeHash), app.Hex())
-	txHash, err := d.routeOwnerCalls(ctx, ownerRequest{
-		chain: d.chain, chainID: p.ChainID, app: app, tx: d.cfg.Tx,
-		journal: d.j.Revoke, save: d.save, step: StepRevokeTx,
-		what: "REVOKE the compose hash now", wait: d.approvalWait(),
-		needed: func(ctx context.Context) ([]deployer.AppCall, common.Address, error) {
-			info, err := d.chain.AppInfo(ctx, deployer.AppInfoQuery{App: app, ComposeHash: &hash})
-			if err != nil {
-				return nil, common.Address{}, fmt.Errorf("read AppAuth %s: %w", app.Hex(), err)
-			}
-			if info.ComposeHashAllowed != nil && !*info.ComposeHashAllowed {
-				return nil, info.Owner, nil
-			}
-			return []deployer.AppCall{deployer.RemoveComposeHashCall(hash)}, info.Owner, nil
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("%w; %w", violation, d.pendingResult(err))
-	}
-	if txHash == "" {
-		return fmt.Errorf("%w; compose hash %s is not allowed on AppAuth %s", violation, p.ComposeHash, app.Hex())
-	}
-	d.res.RevokeTxHash = txHash
-	return fmt.Errorf("%w; revoked: removeComposeHash mined in transaction %s", violation, txHash)
 }
 
 // needChain connects to the KMS's chain if this run has not yet (a resumed

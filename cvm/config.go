@@ -31,7 +31,8 @@ type Config struct {
 	// EnvFiles and EnvFlags ("KEY=VALUE") are the app's secrets; later wins.
 	EnvFiles []string
 	EnvFlags []string
-	// KMS is "base", "ethereum", "phala" or the slug of a specific KMS.
+	// KMS is "base", "ethereum", "phala", a KMS contract's slug or "kc_…" id,
+	// or a KMS node's slug.
 	KMS string
 
 	InstanceType  string
@@ -117,7 +118,7 @@ func parseKMS(s string) (kmsChoice, error) {
 	slug := strings.TrimSpace(s)
 	for _, r := range slug {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return kmsChoice{}, fmt.Errorf("%w: --kms %q is not base, ethereum, phala or a KMS slug (see `phala kms list` or GET /kms?is_onchain=true)", ErrInvalidConfig, s)
+			return kmsChoice{}, fmt.Errorf("%w: --kms %q is not base, ethereum, phala, a KMS contract's slug or kc_ id, or a KMS node's slug (see `cvmdeploy kms list`)", ErrInvalidConfig, s)
 		}
 	}
 	return kmsChoice{Slug: slug}, nil

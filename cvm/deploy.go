@@ -128,6 +128,9 @@ type run struct {
 	// expect, when set, replaces the expectation built from the inputs (the
 	// commit command has the provision file's, not the compose file).
 	expect *kms.ComposeExpectation
+	// namedKMS is the KMS contract --kms named (by slug or kc_ id), which
+	// the provision's kms_info must name too.
+	namedKMS *phala.KMSContract
 }
 
 // Deploy takes a compose file and env to a committed (and, with cfg.Wait,
@@ -248,6 +251,12 @@ func (d *run) openJournal() error {
 			return fmt.Errorf("%w: the journal %s belongs to a deployment of %q started with other inputs (compose, env keys or KMS options changed) that already deployed AppAuth %s; restore the inputs to resume it, or re-run with --fresh to start a new deployment",
 				ErrInvalidConfig, d.path, d.cfg.Name, describeApp(prev))
 		}
+		if prev.Commit != nil {
+			// A cloud-KMS deployment has no AppAuth, but its commit created
+			// a CVM: other inputs are an update, not a second commit.
+			return fmt.Errorf("%w: the journal %s belongs to a deployment of %q started with other inputs that already committed CVM %s; change it with `cvmdeploy update --cvm %s`, or re-run with --fresh to deploy a new CVM",
+				ErrInvalidConfig, d.path, d.cfg.Name, prev.Commit.CVMID, prev.Commit.CVMID)
+		}
 		d.say("inputs changed since the last run of %q; starting over (nothing had been sent on-chain)", d.cfg.Name)
 		return nil
 	}
@@ -308,6 +317,11 @@ func (d *run) provision(ctx context.Context) error {
 		ComposeHash:   resp.ComposeHash,
 		OnChain:       resp.OnChain(),
 		ProvisionedAt: d.now().UTC(),
+		Via:           resp.Via,
+		KMSContractID: req.KMSContractID,
+	}
+	if resp.Token != nil {
+		step.Token = *resp.Token
 	}
 	if resp.DeviceID != nil {
 		step.DeviceID = *resp.DeviceID
@@ -343,10 +357,13 @@ func (d *run) provision(ctx context.Context) error {
 		if d.cfg.ChainID != 0 && d.cfg.ChainID != step.ChainID {
 			return fmt.Errorf("%w: --chain says chain %d but the KMS %s lives on chain %d", ErrChainMismatch, d.cfg.ChainID, step.KMSID, step.ChainID)
 		}
+		if k := d.namedKMS; k != nil && (!strings.EqualFold(k.ContractAddress, step.KMSContract) || uint64(k.ChainID) != step.ChainID) {
+			return fmt.Errorf("%w: --kms %s is contract %s on chain %d as GET /kms lists it, but the provision names contract %s on chain %d; nothing was sent", ErrKMSUntrusted, d.cfg.KMS, k.ContractAddress, k.ChainID, step.KMSContract, step.ChainID)
+		}
 	} else if step.AppID == "" || step.AppEnvEncryptKey == "" {
 		return fmt.Errorf("provision answered neither an on-chain KMS (kms_info with chain and contract) nor a cloud-KMS app id and key")
 	}
-	d.say("✓ provisioned: compose hash %s, device %s, KMS %s", step.ComposeHash, shortHex(step.DeviceID), describeKMS(step))
+	d.say("✓ provisioned (%s): compose hash %s, device %s, KMS %s%s", resp.Via, step.ComposeHash, shortHex(step.DeviceID), describeKMS(step), tokenNote(step))
 	if err := d.planCompose(step); err != nil {
 		return err
 	}
@@ -415,24 +432,10 @@ func (d *run) provisionRequest(ctx context.Context) (phala.ProvisionRequest, err
 		req.InstanceType = "tdx.small" // what the SDK fills in
 	}
 	if in.kms.Slug != "" {
-		// A named KMS: ask the API what it is, so an unknown slug fails here,
+		// A named KMS: ask the API what it is, so an unknown name fails here,
 		// before anything is provisioned, and the type matches its chain.
-		info, err := d.API.GetKMS(ctx, in.kms.Slug)
-		if err != nil {
-			var ae *phala.APIError
-			if errors.As(err, &ae) && ae.IsNotFound() {
-				return req, fmt.Errorf("%w: --kms %q: no such KMS on %s (list them with GET /kms?is_onchain=true)", ErrInvalidConfig, in.kms.Slug, d.API.BaseURL())
-			}
-			return req, fmt.Errorf("look up KMS %q: %w", in.kms.Slug, err)
-		}
-		req.KMSID = in.kms.Slug
-		switch {
-		case !info.OnChain():
-			req.KMS = phala.KMSPhala
-		case info.ChainID != nil && *info.ChainID == 8453:
-			req.KMS = phala.KMSBase
-		default:
-			req.KMS = phala.KMSEthereum
+		if err := d.resolveNamedKMS(ctx, &req); err != nil {
+			return req, err
 		}
 	}
 	if err := req.Check(); err != nil {
@@ -517,7 +520,7 @@ func (d *run) deployAppAuth(ctx context.Context) error {
 		return d.save(StepDeployTx)
 	}
 	opts.OnSent = func(h common.Hash) {
-		d.say("→ AppAuth transaction sent: %s%s", h.Hex(), d.explorer(p.ChainID, h))
+		d.say("→ AppAuth transaction sent: %s%s", h.Hex(), d.explorerSuffix(p.ChainID, h))
 	}
 	opts.OnEvent = func(e deployer.TxEvent) {
 		if e.Kind != deployer.TxMined {
@@ -534,16 +537,6 @@ func (d *run) deployAppAuth(ctx context.Context) error {
 	}
 	d.kmsRootKey = dep.KMSRootKey
 	return d.recordApp(dep)
-}
-
-func (d *run) explorer(chainID uint64, h common.Hash) string {
-	if d.Explorer == nil {
-		return ""
-	}
-	if u := d.Explorer(chainID, h); u != "" {
-		return " (" + u + ")"
-	}
-	return ""
 }
 
 func (d *run) deployConfig(kmsAddr common.Address) (deployer.DeployAppConfig, error) {
@@ -618,7 +611,7 @@ func (d *run) recoverDeployment(ctx context.Context, kmsAddr common.Address, t *
 		return d.save(StepDeployTx)
 	}
 	opts.OnSent = func(h common.Hash) {
-		d.say("→ AppAuth transaction sent: %s%s", h.Hex(), d.explorer(chainID, h))
+		d.say("→ AppAuth transaction sent: %s%s", h.Hex(), d.explorerSuffix(chainID, h))
 	}
 	opts.OnEvent = func(e deployer.TxEvent) {
 		if e.Kind != deployer.TxMined {
@@ -683,51 +676,6 @@ func (d *run) appKey(ctx context.Context) (string, error) {
 
 // ErrKeyVerification: the app's env key is not signed by the on-chain KMS.
 var ErrKeyVerification = errors.New("KMS key verification failed")
-
-// commit is steps 4 and 5: encrypt the env locally and POST /cvms.
-func (d *run) commit(ctx context.Context, pubKey string) error {
-	if c := d.j.Commit; c != nil {
-		d.res.Resumed = append(d.res.Resumed, StepCommit)
-		d.say("✓ committed earlier: CVM %s", c.CVMID)
-		d.fillFromCommit()
-		return nil
-	}
-	p := d.j.Provision
-	req := phala.CommitRequest{ComposeHash: p.ComposeHash, KMSID: p.KMSID}
-	if p.OnChain {
-		req.AppID = d.j.App.AppID
-		req.ContractAddress = d.j.App.ContractAddress
-		req.DeployerAddress = d.j.App.DeployerAddress
-		req.EnvKeys = d.in.envKeys
-	} else {
-		req.AppID = p.AppID
-	}
-	// The on-chain branch always encrypts (even an empty list) as the
-	// official CLI does; the cloud KMS gets an env only when there is one.
-	if p.OnChain || len(d.in.env) > 0 {
-		enc, err := kms.EncryptEnv(d.in.env, pubKey)
-		if err != nil {
-			return fmt.Errorf("encrypt the env: %w", err)
-		}
-		req.EncryptedEnv = enc
-		d.say("✓ env encrypted locally (%d %s: %s)", len(d.in.env), plural(len(d.in.env), "variable", "variables"), strings.Join(d.in.envKeys, ", "))
-	}
-	d.say("→ committing the CVM")
-	cvm, err := d.API.Commit(ctx, req)
-	if err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	d.j.Commit = &CommitStep{CVMID: cvmRef(cvm), Status: cvm.Status}
-	if cvm.VMUUID != nil {
-		d.j.Commit.VMUUID = *cvm.VMUUID
-	}
-	if cvm.AppID != nil {
-		d.j.Commit.AppID = *cvm.AppID
-	}
-	d.fillFromCommit()
-	d.say("✓ committed: CVM %s, status %s", d.j.Commit.CVMID, cvm.Status)
-	return d.save(StepCommit)
-}
 
 // cvmRef is the id used in later /cvms/{id} calls.
 func cvmRef(c *phala.CVM) string {

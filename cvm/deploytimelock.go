@@ -43,7 +43,7 @@ func (d *run) deployTimelock(ctx context.Context) error {
 		return d.save(StepTimelockTx)
 	}
 	opts.OnSent = func(h common.Hash) {
-		d.say("→ timelock transaction sent: %s%s", h.Hex(), d.explorer(chainID, h))
+		d.say("→ timelock transaction sent: %s%s", h.Hex(), d.explorerSuffix(chainID, h))
 	}
 	var (
 		dep *deployer.TimelockDeployment

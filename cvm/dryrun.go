@@ -41,6 +41,9 @@ type DryRunResult struct {
 	CommitRequest map[string]any `json:"commit_request"`
 	EnvKeys       []string       `json:"env_keys"`
 	Warnings      []string       `json:"warnings,omitempty"`
+	// Review is what a review page shows beyond these fields (the compose
+	// file itself, the signer); not in --json.
+	Review *DryRunReview `json:"-"`
 }
 
 // DryRun is Deploy with cfg.DryRun forced on.
@@ -75,7 +78,8 @@ func (r *Runner) dryRunResult(ctx context.Context, cfg Config, in *inputs) (*Dry
 	for _, w := range in.warnings {
 		d.say("warning: %s", w)
 	}
-	out := &DryRunResult{Name: cfg.Name, DryRun: true, EnvKeys: in.envKeys, Warnings: in.warnings}
+	out := &DryRunResult{Name: cfg.Name, DryRun: true, EnvKeys: in.envKeys, Warnings: in.warnings,
+		Review: &DryRunReview{Compose: in.compose, PreLaunch: in.preLaunch}}
 	if out.EnvKeys == nil {
 		out.EnvKeys = []string{}
 	}
@@ -106,8 +110,17 @@ func (r *Runner) dryRunResult(ctx context.Context, cfg Config, in *inputs) (*Dry
 		}
 		out.Simulation = sim
 		out.PredictedAppID = sim.PredictedAppID.Hex()
+		out.Review.Signer = r.Signer.Address().Hex()
+		out.Review.OwnerKind = OwnerEOA
+		if sim.Owner != r.Signer.Address() {
+			// Another owner (--owner SAFE) approves what comes later.
+			if out.Review.OwnerKind, _, err = ownerKind(ctx, d.chain, sim.Owner); err != nil {
+				return nil, err
+			}
+		}
 		if cfg.Timelock != nil {
 			tc := d.timelockConfig()
+			out.Review.OwnerKind = OwnerTimelock
 			w := fmt.Sprintf("--timelock: a TimelockController (delay %ds, proposer %s, open execution, no admin) is deployed first and owns the AppAuth; its ~1.6M gas is not in the estimate, and the simulation used the signer as the owner", tc.MinDelay, tc.Proposers[0].Hex())
 			out.Warnings = append(out.Warnings, w)
 			d.say("warning: %s", w)

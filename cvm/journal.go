@@ -23,7 +23,8 @@ const JournalVersion = 1
 // Journal is what a deployment has done so far. It is written atomically
 // after every step that changed something outside this machine, so that a
 // re-run of the same command resumes instead of repeating a step. It holds
-// no secret: no key, no env value, no API key.
+// no key, no env value and no API key; its one credential is the
+// provision's one-time commit token, which is why the file is 0600.
 type Journal struct {
 	Version   int       `json:"version"`
 	Name      string    `json:"name"`
@@ -76,6 +77,28 @@ type ProvisionStep struct {
 	// or off. It is decided before anything is sent.
 	ComposePlan          string `json:"compose_plan,omitempty"`
 	ComposeSerialization string `json:"compose_serialization,omitempty"`
+	// Via is the path that provisioned (phala.ProvisionSamePath or
+	// phala.ProvisionLegacyPath).
+	Via string `json:"provisioned_via,omitempty"`
+	// Token is the same-path provision's one-time commit token: a
+	// credential for one commit, kept only here (mode 0600), never printed.
+	Token string `json:"token,omitempty"`
+	// KMSContractID is the KMS contract's id when --kms named one.
+	KMSContractID string `json:"kms_contract_id,omitempty"`
+	// Reprovisioned records each time the prepared commit expired (466)
+	// and the deployment was provisioned again.
+	Reprovisioned []Reprovision `json:"reprovisioned,omitempty"`
+}
+
+// Reprovision is one provisioning again after the service said the
+// prepared compose hash (or its commit token) expired.
+type Reprovision struct {
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+	// ComposeHash is what the new provision answered (equal to the
+	// journaled one for an on-chain app, or the commit was refused).
+	ComposeHash string `json:"compose_hash"`
+	Via         string `json:"provisioned_via,omitempty"`
 }
 
 // TimelockDeployedStep records the TimelockController deployed to own the

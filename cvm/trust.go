@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -128,12 +129,33 @@ func (r *Runner) verifiedAppKey(ctx context.Context, chain *deployer.Client, k k
 	return step, nil
 }
 
-// kmsOf reads the KMS a CVM object names, for the flows that start from an
-// existing CVM (update, status): contract, chain and API reference.
+// kmsOf reads the KMS a CVM object names (either kms_info shape), for the
+// flows that start from an existing CVM (update, status): contract, chain
+// and API reference ("" when the object names no KMS node: see kmsRef).
 func kmsOf(c *phala.CVM) (contract string, chainID uint64, ref string, ok bool) {
-	ki := c.KMSInfo
-	if ki == nil || !ki.OnChain() || ki.KMSContractAddress == nil || ki.ChainID == nil {
+	k, ok := c.OnChainKMS()
+	if !ok {
 		return "", 0, "", false
 	}
-	return *ki.KMSContractAddress, uint64(*ki.ChainID), ki.Ref(), true
+	return k.Contract, k.ChainID, k.Ref, true
+}
+
+// kmsRef is the KMS node to ask for app keys: ref when the CVM object
+// named one, else the node the (pinned, node-keyed) listing has for the
+// contract. Any node of the contract serves the contract's keys; the key is
+// checked against the contract's root on-chain anyway.
+func (r *Runner) kmsRef(ctx context.Context, ref string, chainID uint64, contract string) (string, error) {
+	if ref != "" {
+		return ref, nil
+	}
+	page, err := r.API.ListOnChainKMS(ctx)
+	if err != nil {
+		return "", fmt.Errorf("find a KMS node of contract %s: %w", contract, err)
+	}
+	for _, k := range page.Items {
+		if k.OnChain() && uint64(*k.ChainID) == chainID && strings.EqualFold(*k.KMSContractAddress, contract) {
+			return k.Ref(), nil
+		}
+	}
+	return "", fmt.Errorf("the API lists no KMS node for contract %s on chain %d", contract, chainID)
 }

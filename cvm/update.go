@@ -85,12 +85,18 @@ type UpdateResult struct {
 	Timelock *TimelockStatus `json:"timelock,omitempty"`
 	// KMSTrust and ComposeVerified say how the KMS and the new compose hash
 	// were established (see Result).
-	KMSTrust        string   `json:"kms_trust,omitempty"`
-	ComposeVerified string   `json:"compose_verified,omitempty"`
-	Status          string   `json:"status"`
-	Resumed         []string `json:"resumed_steps,omitempty"`
-	Journal         string   `json:"journal,omitempty"`
-	Warnings        []string `json:"warnings,omitempty"`
+	KMSTrust        string `json:"kms_trust,omitempty"`
+	ComposeVerified string `json:"compose_verified,omitempty"`
+	// KeyVerified: the new env was encrypted to a key verified against the
+	// KMS root key on-chain (an update with an env, on an on-chain KMS).
+	KeyVerified bool     `json:"kms_key_verified,omitempty"`
+	Status      string   `json:"status"`
+	Resumed     []string `json:"resumed_steps,omitempty"`
+	Journal     string   `json:"journal,omitempty"`
+	Warnings    []string `json:"warnings,omitempty"`
+	// Review is what a review page shows beyond these fields (the
+	// documents before and after, the chain's state); not in --json.
+	Review *UpdateReview `json:"-"`
 }
 
 // OnChainCall is one owner-only call on the AppAuth.
@@ -152,16 +158,19 @@ func (r *Runner) Update(ctx context.Context, cfg UpdateConfig) (*UpdateResult, e
 	}
 	if u.j.Accepted != "" {
 		u.res.CorrelationID = u.j.Accepted
+		u.fillReviewDocs()
 		return u.res, u.finish(ctx)
 	}
 	if err := u.verifyNew(); err != nil {
 		return u.res, err
 	}
+	u.fillReviewDocs()
 	if cfg.PrepareOnly {
 		calls, info, err := u.neededCalls(ctx)
 		if err != nil {
 			return u.res, err
 		}
+		u.fillReviewChain(ctx, info)
 		if err := u.handOverPrepared(ctx, calls); err != nil {
 			return u.res, err
 		}
@@ -445,6 +454,10 @@ func (u *update) envKey(ctx context.Context) (string, error) {
 		return *u.cur.EncryptedEnvPubkey, nil
 	}
 	contract, chainID, ref, _ := kmsOf(u.cur)
+	ref, err := u.kmsRef(ctx, ref, chainID, contract)
+	if err != nil {
+		return "", err
+	}
 	step, err := u.verifiedAppKey(ctx, u.chain, keyCheck{
 		KMSRef: ref, KMSContract: common.HexToAddress(contract), ChainID: chainID,
 		AppID: u.app.Hex(), Skip: u.cfg.InsecureSkipKeyVerification,
@@ -452,6 +465,7 @@ func (u *update) envKey(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	u.res.KeyVerified = step.Verified
 	return step.PublicKey, nil
 }
 

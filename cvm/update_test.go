@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ethereum/go-ethereum/common"
+
 	"github.com/cvmdeploy/cvmdeploy/cvm"
 	"github.com/cvmdeploy/cvmdeploy/testnet/cloud"
 )
@@ -109,6 +111,53 @@ func TestUpdateResumesAtEveryStep(t *testing.T) {
 			}
 			if stop != cvm.UpdateStepBase && len(up.Resumed) == 0 {
 				t.Fatal("the re-run says it resumed nothing")
+			}
+		})
+	}
+}
+
+// TestUpdateReviewData: a prepared update carries what its review page
+// shows: both compose files, the env names before and after, the chain's
+// state before the calls, and the kind of owner that must make them.
+func TestUpdateReviewData(t *testing.T) {
+	e := newEnv(t)
+	r := e.runner(t)
+	signer := e.ln.DevAccount.Address
+	cases := []struct {
+		name  string
+		owner common.Address
+		want  string
+	}{
+		{"signer", signer, ""}, // the signer makes the calls: its kind is not read
+		{"key", common.HexToAddress("0x000000000000000000000000000000000000dEaD"), cvm.OwnerEOA},
+		{"contract", e.ln.KMSContract, cvm.OwnerContract}, // any account with code
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := e.config("review-" + tc.name)
+			cfg.Owner = tc.owner
+			res, err := r.Deploy(context.Background(), cfg)
+			if err != nil {
+				t.Fatalf("deploy: %v", err)
+			}
+			v2 := filepath.Join(e.dir, "review-"+tc.name+".yml")
+			writeFile(t, v2, testCompose+"  worker:\n    image: busybox:1.36\n")
+			up, err := r.Update(context.Background(), cvm.UpdateConfig{CVM: res.CVMID, ComposeFile: v2, EnvFlags: []string{"NEW_KEY=1"}, AllowMissingEnv: true, PrepareOnly: true})
+			if err != nil {
+				t.Fatalf("update: %v", err)
+			}
+			rv := up.Review
+			if rv == nil || rv.OldCompose == nil || *rv.OldCompose != testCompose || rv.NewCompose == nil || *rv.NewCompose != testCompose+"  worker:\n    image: busybox:1.36\n" {
+				t.Fatalf("review documents %+v", rv)
+			}
+			if !rv.OldKnown || !rv.EnvChanged || strings.Join(rv.NewEnvKeys, ",") != "NEW_KEY" || len(rv.OldEnvKeys) == 0 || rv.BaseComposeHash != res.ComposeHash {
+				t.Fatalf("review env: old %v new %v, base %s", rv.OldEnvKeys, rv.NewEnvKeys, rv.BaseComposeHash)
+			}
+			if rv.Chain == nil || rv.Chain.Owner != tc.owner || rv.Chain.ComposeHashAllowed == nil || *rv.Chain.ComposeHashAllowed {
+				t.Fatalf("review chain state %+v", rv.Chain)
+			}
+			if rv.OwnerKind != tc.want {
+				t.Fatalf("owner kind %q, want %q", rv.OwnerKind, tc.want)
 			}
 		})
 	}

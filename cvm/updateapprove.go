@@ -66,12 +66,16 @@ func (u *update) approve(ctx context.Context) error {
 		u.res.Resumed = append(u.res.Resumed, UpdateStepTx)
 	}
 	var owner common.Address
-	q := u.ownerRequest(&owner)
+	var state *deployer.AppInfo
+	q := u.ownerRequestState(&owner, &state)
 	if u.cfg.WaitApproval {
 		q.wait = u.approvalWait(u.cfg.WaitTimeout, u.cfg.PollInterval)
 		u.say("… waiting for the owner's approval of compose hash %s", shortHex(u.j.Prepared.ComposeHash))
 	}
 	txHash, err := u.routeOwnerCalls(ctx, q)
+	if state != nil {
+		u.fillReviewChain(ctx, state)
+	}
 	u.res.Timelock = timelockStatus(u.j.Calls, err)
 	if err != nil {
 		if pe, ok := pendingOf(err); ok {
@@ -103,6 +107,12 @@ func (u *update) approve(ctx context.Context) error {
 // ownerRequest is the update's owner calls for routeOwnerCalls; owner
 // receives the owner each read finds.
 func (u *update) ownerRequest(owner *common.Address) ownerRequest {
+	return u.ownerRequestState(owner, nil)
+}
+
+// ownerRequestState is ownerRequest that also keeps the last AppAuth state
+// read (for the review page).
+func (u *update) ownerRequestState(owner *common.Address, state **deployer.AppInfo) ownerRequest {
 	return ownerRequest{
 		chain: u.chain, chainID: u.res.ChainID, app: u.app, tx: u.cfg.Tx,
 		journal: u.j.Calls, save: u.save, step: UpdateStepTx,
@@ -113,6 +123,9 @@ func (u *update) ownerRequest(owner *common.Address) ownerRequest {
 				return nil, common.Address{}, err
 			}
 			*owner = info.Owner
+			if state != nil {
+				*state = info
+			}
 			return calls, info.Owner, nil
 		},
 	}
@@ -144,8 +157,7 @@ func (u *update) commit(ctx context.Context) error {
 	}
 	u.say("→ committing the update")
 	out, err := u.API.CommitUpdate(ctx, u.cfg.CVM, phala.CommitUpdateRequest{Token: p.CommitToken, ComposeHash: p.ComposeHash, TransactionHash: txHash})
-	var ae *phala.APIError
-	if errors.As(err, &ae) && ae.Status == 466 {
+	if errors.Is(err, phala.ErrHashExpired) {
 		again := u.send
 		switch {
 		case u.j.Patch != nil:
@@ -154,7 +166,7 @@ func (u *update) commit(ctx context.Context) error {
 				return u.sendPatch(ctx, *u.j.Patch)
 			}
 		case !u.envGive && u.patch.DockerComposeFile == nil && u.patch.PreLaunchScript == nil:
-			return fmt.Errorf("commit-update: %w", err)
+			return u.commitError(txHash, err)
 		}
 		u.say("… the prepared update expired (466): preparing it again")
 		reg, acc, err2 := again(ctx)
@@ -174,12 +186,33 @@ func (u *update) commit(ctx context.Context) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("commit the update: %w", err)
+		return u.commitError(txHash, err)
 	}
 	u.j.Committed = out.CorrelationID
 	u.res.CorrelationID = out.CorrelationID
 	u.say("✓ update committed")
 	return u.save(UpdateStepCommit)
+}
+
+// commitError explains a refused commit-update: what the status means,
+// what to check, and that re-running the same command resumes (the journal
+// keeps the approval, so nothing is sent on-chain twice).
+func (u *update) commitError(txHash string, err error) error {
+	p := u.j.Prepared
+	const resume = "then re-run the same command: it resumes at the commit and sends nothing on-chain twice"
+	switch {
+	case errors.Is(err, phala.ErrHashExpired):
+		return fmt.Errorf("commit the update: the prepared update of CVM %s expired (HTTP 466) and could not be prepared again here; %s (it prepares again, and commits only the same, approved hash 0x%s): %w", u.cfg.CVM, resume, p.ComposeHash, err)
+	case errors.Is(err, phala.ErrTxVerificationFailed):
+		return fmt.Errorf("commit the update: the service could not verify that transaction %s added compose hash 0x%s on AppAuth %s (HTTP 467): check the transaction on an explorer (mined? on chain %d? from the owner?), %s: %w", txHash, p.ComposeHash, u.app.Hex(), u.res.ChainID, resume, err)
+	case errors.Is(err, phala.ErrHashNotOnChain):
+		check := fmt.Sprintf("cvmdeploy app info --app-id %s --compose-hash 0x%s", u.app.Hex(), p.ComposeHash)
+		if p.DeviceID != "" {
+			check += " --device-id 0x" + p.DeviceID
+		}
+		return fmt.Errorf("commit the update: the service finds compose hash 0x%s (or the node's device) not allowed on-chain for AppAuth %s (HTTP 468): check with `%s`; if the owner has not executed the calls yet, wait until they are, %s: %w", p.ComposeHash, u.app.Hex(), check, resume, err)
+	}
+	return fmt.Errorf("commit the update: %w", err)
 }
 
 // finish waits for the CVM when asked, and closes the journal: a finished

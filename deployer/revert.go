@@ -3,12 +3,10 @@ package deployer
 import (
 	"bytes"
 	"fmt"
-	"math/big"
 	"strings"
 	"sync"
 
 	"github.com/ethereum/go-ethereum/accounts/abi"
-	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/ethclient"
 
@@ -80,23 +78,6 @@ func DecodeRevert(data []byte) string {
 		args[i] = formatABIValue(v)
 	}
 	return e.Name + "(" + strings.Join(args, ", ") + ")"
-}
-
-func formatABIValue(v any) string {
-	switch x := v.(type) {
-	case common.Address:
-		return x.Hex()
-	case [32]byte:
-		return hexutil.Encode(x[:])
-	case [4]byte:
-		return hexutil.Encode(x[:])
-	case []byte:
-		return hexutil.Encode(x)
-	case *big.Int:
-		return x.String()
-	default:
-		return fmt.Sprint(x)
-	}
 }
 
 // revertData extracts the revert payload from a JSON-RPC error (code 3 with

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,12 @@ type Client struct {
 	sleep  func(context.Context, time.Duration) error
 	now    func() time.Time
 	jitter func() float64
+	// fellBack is set once a server refused the configured version: every
+	// request after it is sent with FallbackVersion.
+	fellBack atomic.Bool
+	// noSamePath is set once POST /cvms turned out not to provision: later
+	// provisions go straight to /cvms/provision.
+	noSamePath atomic.Bool
 }
 
 // New checks cfg and returns a Client.
@@ -63,8 +70,22 @@ func New(cfg Config) (*Client, error) {
 // BaseURL returns the API prefix the client talks to.
 func (c *Client) BaseURL() string { return c.base.String() }
 
-// Version returns the X-Phala-Version the client sends.
-func (c *Client) Version() string { return c.cfg.version() }
+// Version returns the X-Phala-Version the client sends (FallbackVersion
+// once a server refused the configured one); calls naming a KMS node may
+// be pinned to NodeKeyedVersion.
+func (c *Client) Version() string {
+	if c.fellBack.Load() {
+		return FallbackVersion
+	}
+	return c.cfg.version()
+}
+
+// FellBack reports whether the server refused the configured version and
+// the client now speaks FallbackVersion.
+func (c *Client) FellBack() bool { return c.fellBack.Load() }
+
+// versionFor is the version a request pinned to pin (or "") is sent with.
+func (c *Client) versionFor(pin string) string { return pinned(c.Version(), pin) }
 
 // sameOriginRedirects follows redirects only within the same scheme and
 // host: Go forwards custom headers such as X-API-Key on redirects, so a
@@ -114,6 +135,12 @@ type request struct {
 	header map[string]string
 	retry  retryPolicy
 	noAuth bool // the endpoint does not need X-API-Key (it is still sent when set)
+	// pin is the version this call is pinned to ("" for none): it is sent
+	// instead of a newer configured version.
+	pin string
+	// secrets are request values (a commit token) that must never appear in
+	// an error, like the API key.
+	secrets []string
 }
 
 type response struct {
@@ -131,11 +158,11 @@ func (c *Client) url(path string, q url.Values) string {
 	return s
 }
 
-func (c *Client) setHeaders(h http.Header, accept string) {
+func (c *Client) setHeaders(h http.Header, accept, version string) {
 	if c.cfg.APIKey != "" {
 		h.Set("X-API-Key", c.cfg.APIKey)
 	}
-	h.Set("X-Phala-Version", c.cfg.version())
+	h.Set("X-Phala-Version", version)
 	h.Set("Content-Type", "application/json")
 	h.Set("Accept", accept)
 	ua := c.cfg.UserAgent
@@ -151,9 +178,49 @@ func (c *Client) logf(format string, args ...any) {
 	}
 }
 
+func (c *Client) warnf(format string, args ...any) {
+	if c.cfg.Warnf != nil {
+		c.cfg.Warnf(format, args...)
+		return
+	}
+	c.logf(format, args...)
+}
+
+// secrets are the values redacted from every error of req.
+func (c *Client) secrets(req request) []string {
+	out := make([]string, 0, len(req.secrets)+1)
+	if c.cfg.APIKey != "" {
+		out = append(out, c.cfg.APIKey)
+	}
+	for _, s := range req.secrets {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // do sends req with retries and returns the 2xx answer, or an *APIError,
 // *RegistrationRequiredError, *DecodeError, *NetworkError or context error.
+// When the server refuses the version (refusesVersion), the request is sent
+// once more with FallbackVersion, which the client keeps from then on, and
+// Warnf says so. A refusal happens before the server acts, so this is safe
+// for every request.
 func (c *Client) do(ctx context.Context, req request) (*response, error) {
+	version := c.versionFor(req.pin)
+	resp, err := c.doVersion(ctx, req, version)
+	if err == nil || c.cfg.NoFallback || version == FallbackVersion || !refusesVersion(err, version) {
+		return resp, err
+	}
+	if c.fellBack.CompareAndSwap(false, true) {
+		c.warnf("warning: %s refused X-Phala-Version %s (%v); retrying with %s, which this client uses from now on (set %s to choose another)",
+			c.base.Host, version, err, FallbackVersion, EnvAPIVersion)
+	}
+	return c.doVersion(ctx, req, c.versionFor(req.pin))
+}
+
+// doVersion is do with the version fixed.
+func (c *Client) doVersion(ctx context.Context, req request, version string) (*response, error) {
 	if !req.noAuth && c.cfg.APIKey == "" {
 		return nil, fmt.Errorf("phala: %s %s: %w", req.method, req.path, ErrMissingAPIKey)
 	}
@@ -168,7 +235,7 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 	maxAttempts := c.cfg.retries() + 1
 	for attempt := 0; ; attempt++ {
 		start := c.now()
-		resp, err := c.attempt(ctx, req, payload)
+		resp, err := c.attempt(ctx, req, payload, version)
 		var lastErr error
 		var delay time.Duration
 		retryable := false
@@ -184,7 +251,7 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 			if resp.status >= 200 && resp.status <= 299 {
 				return resp, nil
 			}
-			ae := parseAPIError(req.method, req.path, resp, c.cfg.APIKey)
+			ae := parseAPIError(req.method, req.path, resp, c.secrets(req)...)
 			ae.RetryAfter = retryAfter(resp.header, c.now())
 			if resp.status >= 300 && resp.status <= 399 && ae.Message == "" {
 				ae.Message = "redirect to " + truncate(resp.header.Get("Location"), 200) + " not followed (only same-origin redirects are, to keep the API key on the configured host)"
@@ -225,7 +292,7 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 
 // attempt sends one HTTP request bounded by the per-request timeout and
 // reads the whole body.
-func (c *Client) attempt(ctx context.Context, req request, payload []byte) (*response, error) {
+func (c *Client) attempt(ctx context.Context, req request, payload []byte, version string) (*response, error) {
 	actx, cancel := context.WithTimeout(ctx, c.cfg.timeout())
 	defer cancel()
 	var body io.Reader
@@ -236,7 +303,7 @@ func (c *Client) attempt(ctx context.Context, req request, payload []byte) (*res
 	if err != nil {
 		return nil, err
 	}
-	c.setHeaders(hreq.Header, "application/json")
+	c.setHeaders(hreq.Header, "application/json", version)
 	for k, v := range req.header {
 		hreq.Header.Set(k, v)
 	}
@@ -319,7 +386,7 @@ func (c *Client) decodeError(req request, resp *response, err error) *DecodeErro
 		Path:        req.path,
 		Status:      resp.status,
 		ContentType: resp.header.Get("Content-Type"),
-		Body:        snippet(resp.body, c.cfg.APIKey),
+		Body:        snippet(resp.body, c.secrets(req)...),
 		Err:         err,
 	}
 	var fe *fieldError

@@ -37,7 +37,7 @@ func TestHeadersOnEveryRequest(t *testing.T) {
 		wantVersion string
 		wantUA      string
 	}{
-		{"defaults pin 2025-10-28", nil, "2025-10-28", DefaultUserAgent},
+		{"defaults to the newest version", nil, DefaultVersion, DefaultUserAgent},
 		{"version and user agent are settable", func(c *Config) { c.Version = "2026-01-21"; c.UserAgent = "cvmdeploy/test" }, "2026-01-21", "cvmdeploy/test"},
 	}
 	for _, tt := range tests {
@@ -47,7 +47,7 @@ func TestHeadersOnEveryRequest(t *testing.T) {
 				muts = append(muts, tt.mut)
 			}
 			c, _ := newClient(t, srv, muts...)
-			if _, err := c.ListOnChainKMS(context.Background()); err != nil {
+			if _, err := c.ListKMSContracts(context.Background()); err != nil {
 				t.Fatal(err)
 			}
 			all := rec.all()
@@ -71,12 +71,13 @@ func TestProvision(t *testing.T) {
 	srv, rec := newServer(t, func(w http.ResponseWriter, r *http.Request, _ recorded) {
 		writeJSON(w, 200, okProvision)
 	})
-	c, _ := newClient(t, srv)
+	// 2025-10-28 predates the same-path flow: POST /cvms/provision at once.
+	c, _ := newClient(t, srv, func(c *Config) { c.Version = Version20251028 })
 	got, err := c.Provision(context.Background(), validProvisionRequest())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !got.OnChain() || got.ComposeHash != hashA || *got.DeviceID != device1 || got.KMSInfo.Ref() != "kms-test-local" {
+	if !got.OnChain() || got.ComposeHash != hashA || *got.DeviceID != device1 || got.KMSInfo.Ref() != "kms-test-local" || got.Via != ProvisionLegacyPath {
 		t.Fatalf("decoded %+v", got)
 	}
 	r := rec.all()[0]

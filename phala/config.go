@@ -12,11 +12,9 @@ import (
 	"time"
 )
 
-// Defaults. DefaultVersion is the API version the official CLI pins for
-// deploy; its commit response carries an integer id.
+// Defaults (DefaultVersion and FallbackVersion are in versions.go).
 const (
 	DefaultBaseURL   = "https://cloud-api.phala.com/api/v1"
-	DefaultVersion   = "2025-10-28"
 	DefaultTimeout   = 30 * time.Second // the SDK's per-request timeout
 	DefaultRetries   = 3
 	DefaultUserAgent = "cvmdeploy-phala/1"
@@ -29,8 +27,9 @@ const (
 // Environment variables read by ConfigFromEnv, shared with the official
 // SDK, CLI and Terraform provider.
 const (
-	EnvAPIKey    = "PHALA_CLOUD_API_KEY"
-	EnvAPIPrefix = "PHALA_CLOUD_API_PREFIX"
+	EnvAPIKey     = "PHALA_CLOUD_API_KEY"
+	EnvAPIPrefix  = "PHALA_CLOUD_API_PREFIX"
+	EnvAPIVersion = "PHALA_CLOUD_API_VERSION"
 )
 
 // ErrInvalidInput marks errors caused by what the caller supplied (bad
@@ -49,8 +48,13 @@ type Config struct {
 	BaseURL string
 	// APIKey is sent as X-API-Key. It never appears in errors or logs.
 	APIKey string
-	// Version is sent as X-Phala-Version (YYYY-MM-DD or "latest").
+	// Version is sent as X-Phala-Version (YYYY-MM-DD or "latest"; default
+	// DefaultVersion). Calls naming a KMS node are pinned to
+	// NodeKeyedVersion when Version is newer.
 	Version string
+	// NoFallback turns off the retry with FallbackVersion when the server
+	// refuses Version.
+	NoFallback bool
 	// HTTPClient is copied, never modified; its redirect policy is replaced
 	// so the API key is never sent to another host.
 	HTTPClient *http.Client
@@ -79,19 +83,27 @@ type Config struct {
 	// Logf, when set, receives one line per HTTP attempt (method, path,
 	// status, duration); headers and bodies are never logged.
 	Logf func(format string, args ...any)
+	// Warnf, when set, receives what the user should be told (the switch to
+	// FallbackVersion); nil sends it to Logf.
+	Warnf func(format string, args ...any)
 }
 
-// ConfigFromEnv returns a Config with the API key from PHALA_CLOUD_API_KEY
-// and the base URL from PHALA_CLOUD_API_PREFIX (default DefaultBaseURL).
+// ConfigFromEnv returns a Config with the API key from PHALA_CLOUD_API_KEY,
+// the base URL from PHALA_CLOUD_API_PREFIX (default DefaultBaseURL) and the
+// version from PHALA_CLOUD_API_VERSION (default DefaultVersion).
 func ConfigFromEnv() Config {
 	base := strings.TrimSpace(os.Getenv(EnvAPIPrefix))
 	if base == "" {
 		base = DefaultBaseURL
 	}
+	version := strings.TrimSpace(os.Getenv(EnvAPIVersion))
+	if version == "" {
+		version = DefaultVersion
+	}
 	return Config{
 		BaseURL: base,
 		APIKey:  strings.TrimSpace(os.Getenv(EnvAPIKey)),
-		Version: DefaultVersion,
+		Version: version,
 	}
 }
 

@@ -82,16 +82,18 @@ func TestConfigFromEnv(t *testing.T) {
 	t.Run("defaults", func(t *testing.T) {
 		t.Setenv(EnvAPIKey, "")
 		t.Setenv(EnvAPIPrefix, "")
+		t.Setenv(EnvAPIVersion, "")
 		cfg := ConfigFromEnv()
-		if cfg.BaseURL != DefaultBaseURL || cfg.APIKey != "" || cfg.Version != "2025-10-28" {
+		if cfg.BaseURL != DefaultBaseURL || cfg.APIKey != "" || cfg.Version != "2026-06-23" {
 			t.Fatalf("ConfigFromEnv() = %v", cfg)
 		}
 	})
 	t.Run("from environment", func(t *testing.T) {
 		t.Setenv(EnvAPIKey, " "+testKey+"\n")
 		t.Setenv(EnvAPIPrefix, "http://127.0.0.1:4000/api/v1")
+		t.Setenv(EnvAPIVersion, "2025-10-28")
 		cfg := ConfigFromEnv()
-		if cfg.BaseURL != "http://127.0.0.1:4000/api/v1" || cfg.APIKey != testKey {
+		if cfg.BaseURL != "http://127.0.0.1:4000/api/v1" || cfg.APIKey != testKey || cfg.Version != "2025-10-28" {
 			t.Fatalf("ConfigFromEnv() = %v (key set: %v)", cfg, cfg.APIKey == testKey)
 		}
 	})

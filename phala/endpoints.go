@@ -33,9 +33,15 @@ func cvmPath(id, suffix string) (string, error) {
 	return "/cvms/" + url.PathEscape(NormalizeCVMID(id)) + suffix, nil
 }
 
-// Provision calls POST /cvms/provision, the first phase of a deploy. It is
-// not retried on 5xx or timeouts (only on 429 and failed connections): a
-// provision that the server did process would be done twice.
+// Provision is the first phase of a deploy. Under API versions from
+// 2026-05-22 it uses the same-path flow first: POST /cvms with the
+// provision body, answered with the provision and a one-time commit token
+// (ProvisionResponse.Token, a credential for one commit: keep it secret).
+// A server that does not offer it (404/405, or a 422 from the commit schema
+// asking for app_id or compose_hash) is asked POST /cvms/provision instead,
+// and so is every later Provision of this client. Via says which path
+// answered. Neither is retried on 5xx or timeouts (only on 429 and failed
+// connections): a provision the server did process would be done twice.
 // InstanceType defaults to "tdx.small" as in the SDK.
 func (c *Client) Provision(ctx context.Context, req ProvisionRequest) (*ProvisionResponse, error) {
 	if req.InstanceType == "" && req.VCPU == nil && req.Memory == nil {
@@ -44,20 +50,72 @@ func (c *Client) Provision(ctx context.Context, req ProvisionRequest) (*Provisio
 	if err := req.Check(); err != nil {
 		return nil, err
 	}
+	if !c.noSamePath.Load() && versionAtLeast(c.Version(), samePathVersion) {
+		r := request{method: http.MethodPost, path: "/cvms", body: req, retry: retryUnsent}
+		resp, err := call[ProvisionResponse](ctx, c, r)
+		if err == nil {
+			resp.Via = ProvisionSamePath
+			return resp, nil
+		}
+		if !samePathRefused(err) {
+			return nil, err
+		}
+		c.noSamePath.Store(true)
+		c.logf("phala: POST /cvms does not provision on %s; using POST /cvms/provision", c.base.Host)
+	}
 	r := request{method: http.MethodPost, path: "/cvms/provision", body: req, retry: retryUnsent}
-	return call[ProvisionResponse](ctx, c, r)
+	resp, err := call[ProvisionResponse](ctx, c, r)
+	if err != nil {
+		return nil, err
+	}
+	resp.Via = ProvisionLegacyPath
+	return resp, nil
+}
+
+// Paths a provision can come from (ProvisionResponse.Via).
+const (
+	ProvisionSamePath   = "POST /cvms"
+	ProvisionLegacyPath = "POST /cvms/provision"
+)
+
+// samePathRefused reports an answer of a server whose POST /cvms only
+// commits: no such route, or its commit schema missing app_id/compose_hash.
+func samePathRefused(err error) bool {
+	var ae *APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.Status {
+	case http.StatusNotFound, http.StatusMethodNotAllowed:
+		return true
+	case http.StatusUnprocessableEntity, http.StatusBadRequest:
+		for _, v := range ae.ValidationErrors {
+			switch v.Field() {
+			case "app_id", "compose_hash", "token":
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Commit calls POST /cvms, the second phase of a deploy, and returns the
-// new CVM. The service treats the same app_id + compose_hash as idempotent
-// (it answers the existing CVM), so Commit is retried on 5xx, timeouts and
-// cut connections like a read: that is what makes a lost answer safe to
-// recover from. A different hash for the app is a 409 (CodeAppIDConflict).
+// new CVM. With req.Token (the same-path provision's one-time token) the
+// server takes the compose hash (and a cloud-KMS app id) from the token;
+// app_id and compose_hash are sent as well and must match it. The token is
+// redacted from every error. The service treats the same app_id +
+// compose_hash as idempotent (it answers the existing CVM), so Commit is
+// retried on 5xx, timeouts and cut connections like a read: that is what
+// makes a lost answer safe to recover from. A different hash for the app
+// is a 409 (CodeAppIDConflict); an expired token or provision is
+// ErrHashExpired (466), a transaction that does not prove the app is
+// ErrTxVerificationFailed (467), a hash not allowed on-chain
+// ErrHashNotOnChain (468).
 func (c *Client) Commit(ctx context.Context, req CommitRequest) (*CVM, error) {
 	if err := req.Check(); err != nil {
 		return nil, err
 	}
-	r := request{method: http.MethodPost, path: "/cvms", body: req, retry: retryIdempotent}
+	r := request{method: http.MethodPost, path: "/cvms", body: req, retry: retryIdempotent, secrets: []string{req.Token}}
 	return call[CVM](ctx, c, r)
 }
 
@@ -66,8 +124,10 @@ func (c *Client) Commit(ctx context.Context, req CommitRequest) (*CVM, error) {
 const maxKMSPages = 20
 
 // ListOnChainKMS calls GET /kms?is_onchain=true&page_size=100 and follows
-// the pages the answer announces: the result holds every on-chain KMS (one
-// page covers all the service runs today).
+// the pages the answer announces: the result holds every on-chain KMS node
+// (one page covers all the service runs today). It is pinned to
+// NodeKeyedVersion: from 2026-06-23 GET /kms lists contracts
+// (ListKMSContracts).
 func (c *Client) ListOnChainKMS(ctx context.Context) (*KMSPage, error) {
 	var all *KMSPage
 	for page := 1; ; page++ {
@@ -75,7 +135,7 @@ func (c *Client) ListOnChainKMS(ctx context.Context) (*KMSPage, error) {
 		if page > 1 {
 			q.Set("page", strconv.Itoa(page))
 		}
-		p, err := call[KMSPage](ctx, c, request{method: http.MethodGet, path: "/kms", query: q, retry: retryIdempotent})
+		p, err := call[KMSPage](ctx, c, request{method: http.MethodGet, path: "/kms", query: q, retry: retryIdempotent, pin: NodeKeyedVersion})
 		if err != nil {
 			return nil, err
 		}
@@ -93,20 +153,22 @@ func (c *Client) ListOnChainKMS(ctx context.Context) (*KMSPage, error) {
 	}
 }
 
-// GetKMS calls GET /kms/{id_or_slug}.
+// GetKMS calls GET /kms/{id_or_slug} for a KMS node, pinned to
+// NodeKeyedVersion (from 2026-06-23 the path names a contract).
 func (c *Client) GetKMS(ctx context.Context, slug string) (*KMSInfo, error) {
 	slug = strings.TrimSpace(slug)
 	if slug == "" {
 		return nil, fmt.Errorf("%w: empty KMS slug", ErrInvalidInput)
 	}
-	r := request{method: http.MethodGet, path: "/kms/" + url.PathEscape(slug), retry: retryIdempotent}
+	r := request{method: http.MethodGet, path: "/kms/" + url.PathEscape(slug), retry: retryIdempotent, pin: NodeKeyedVersion}
 	return call[KMSInfo](ctx, c, r)
 }
 
 // AppPubKey calls GET /kms/{kms}/pubkey/{app_id} for an on-chain app's env
 // encryption key. kmsRef is kms_info.slug or id (KMSInfo.Ref), never the
 // KMS type; appID is sent as given (the CLI sends the checksummed 0x form)
-// after checking it is an app id. The signature is not verified here.
+// after checking it is an app id. The signature is not verified here. It
+// is pinned to NodeKeyedVersion, as the official SDKs pin it.
 func (c *Client) AppPubKey(ctx context.Context, kmsRef, appID string) (*AppPubKey, error) {
 	kmsRef, appID = strings.TrimSpace(kmsRef), strings.TrimSpace(appID)
 	if kmsRef == "" {
@@ -115,7 +177,7 @@ func (c *Client) AppPubKey(ctx context.Context, kmsRef, appID string) (*AppPubKe
 	if _, err := NormalizeAppID(appID); err != nil {
 		return nil, err
 	}
-	r := request{method: http.MethodGet, path: "/kms/" + url.PathEscape(kmsRef) + "/pubkey/" + url.PathEscape(appID), retry: retryIdempotent}
+	r := request{method: http.MethodGet, path: "/kms/" + url.PathEscape(kmsRef) + "/pubkey/" + url.PathEscape(appID), retry: retryIdempotent, pin: NodeKeyedVersion}
 	return call[AppPubKey](ctx, c, r)
 }
 
@@ -217,7 +279,7 @@ func (c *Client) CommitUpdate(ctx context.Context, id string, req CommitUpdateRe
 	if err := checkTxHash(req.TransactionHash); err != nil {
 		return nil, err
 	}
-	r := request{method: http.MethodPost, path: p, body: req, retry: retryUnsent, noAuth: true}
+	r := request{method: http.MethodPost, path: p, body: req, retry: retryUnsent, noAuth: true, secrets: []string{req.Token}}
 	resp, err := c.do(ctx, r)
 	if err != nil {
 		return nil, err

@@ -246,60 +246,87 @@ func (e *NetworkError) Timeout() bool {
 
 const snippetLen = 512
 
-// snippet returns the start of a body as text, with the API key (should a
-// server ever echo it) redacted.
-func snippet(body []byte, apiKey string) string {
-	s := string(body)
+// snippet returns the start of a body as text, with secrets (the API key, a
+// commit token) redacted should a server ever echo them. It redacts before
+// cutting, so a secret across the cut cannot leave half of itself.
+func snippet(body []byte, secrets ...string) string {
+	s := redact(string(body), secrets...)
 	if len(s) > snippetLen {
 		s = s[:snippetLen] + "…"
 	}
-	return redact(s, apiKey)
+	return s
 }
 
-func redact(s, apiKey string) string {
-	if apiKey == "" || !strings.Contains(s, apiKey) {
-		return s
+// redacted replaces each secret in error text.
+const redacted = "[redacted]"
+
+func redact(s string, secrets ...string) string {
+	for _, k := range secrets {
+		if k != "" && strings.Contains(s, k) {
+			s = strings.ReplaceAll(s, k, redacted)
+		}
 	}
-	return strings.ReplaceAll(s, apiKey, "[redacted]")
+	return s
+}
+
+// redactAny redacts the strings inside a decoded JSON value (a validation
+// error's input may be the whole request body).
+func redactAny(v any, secrets ...string) any {
+	switch t := v.(type) {
+	case string:
+		return redact(t, secrets...)
+	case map[string]any:
+		for k, x := range t {
+			t[k] = redactAny(x, secrets...)
+		}
+	case []any:
+		for i, x := range t {
+			t[i] = redactAny(x, secrets...)
+		}
+	}
+	return v
 }
 
 // parseAPIError builds an APIError from any error body. It never fails:
 // unknown shapes keep the status text and a body snippet. Should the server
-// echo the API key anywhere, it is redacted.
-func parseAPIError(method, path string, resp *response, apiKey string) *APIError {
-	e := parseErrorBody(method, path, resp, apiKey)
-	if apiKey != "" {
-		e.redact(apiKey)
+// echo a secret (the API key, a commit token) anywhere, it is redacted.
+func parseAPIError(method, path string, resp *response, secrets ...string) *APIError {
+	e := parseErrorBody(method, path, resp, secrets)
+	if len(secrets) > 0 {
+		e.redact(secrets...)
 	}
 	return e
 }
 
-func (e *APIError) redact(key string) {
+func (e *APIError) redact(secrets ...string) {
 	for _, s := range []*string{&e.Message, &e.ErrorCode, &e.Type, &e.Code, &e.RequestID, &e.Body, &e.StatusText} {
-		*s = redact(*s, key)
+		*s = redact(*s, secrets...)
 	}
 	for i := range e.Suggestions {
-		e.Suggestions[i] = redact(e.Suggestions[i], key)
+		e.Suggestions[i] = redact(e.Suggestions[i], secrets...)
 	}
 	for i := range e.Details {
-		e.Details[i].Message = redact(e.Details[i].Message, key)
-		if v, ok := e.Details[i].Value.(string); ok {
-			e.Details[i].Value = redact(v, key)
-		}
+		e.Details[i].Message = redact(e.Details[i].Message, secrets...)
+		e.Details[i].Value = redactAny(e.Details[i].Value, secrets...)
 	}
 	for i := range e.ValidationErrors {
-		e.ValidationErrors[i].Msg = redact(e.ValidationErrors[i].Msg, key)
-		if v, ok := e.ValidationErrors[i].Input.(string); ok {
-			e.ValidationErrors[i].Input = redact(v, key)
+		v := &e.ValidationErrors[i]
+		v.Msg = redact(v.Msg, secrets...)
+		v.Input = redactAny(v.Input, secrets...)
+		for k, x := range v.Ctx {
+			v.Ctx[k] = redactAny(x, secrets...)
+		}
+		for j, l := range v.Loc {
+			v.Loc[j] = redactAny(l, secrets...)
 		}
 	}
 	for i := range e.Links {
-		e.Links[i].Label = redact(e.Links[i].Label, key)
-		e.Links[i].URL = redact(e.Links[i].URL, key)
+		e.Links[i].Label = redact(e.Links[i].Label, secrets...)
+		e.Links[i].URL = redact(e.Links[i].URL, secrets...)
 	}
 }
 
-func parseErrorBody(method, path string, resp *response, apiKey string) *APIError {
+func parseErrorBody(method, path string, resp *response, secrets []string) *APIError {
 	body := resp.body
 	e := &APIError{
 		Method:     method,
@@ -307,7 +334,7 @@ func parseErrorBody(method, path string, resp *response, apiKey string) *APIErro
 		Status:     resp.status,
 		StatusText: statusText(resp.status, resp.statusLine),
 		RequestID:  resp.header.Get("X-Request-ID"),
-		Body:       snippet(body, apiKey),
+		Body:       snippet(body, secrets...),
 	}
 	var top map[string]any
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -315,7 +342,7 @@ func parseErrorBody(method, path string, resp *response, apiKey string) *APIErro
 	if err := dec.Decode(&top); err != nil || top == nil {
 		// Proxies answer with HTML or text; keep a one-line excerpt.
 		if line := firstLine(string(body)); line != "" && !strings.HasPrefix(line, "<") {
-			e.Message = redact(truncate(line, 200), apiKey)
+			e.Message = truncate(redact(line, secrets...), 200)
 		}
 		return e
 	}

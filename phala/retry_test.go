@@ -141,7 +141,7 @@ func TestJitterSpreadsBackoff(t *testing.T) {
 func TestConnectionRefusedIsRetriedEvenForProvision(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	srv.Close() // nothing listens: the request never reaches a server
-	c, fs := newClient(t, srv)
+	c, fs := newClient(t, srv, func(c *Config) { c.Version = Version20251028 })
 	_, err := c.Provision(context.Background(), validProvisionRequest())
 	var ne *NetworkError
 	if !errors.As(err, &ne) || ne.Path != "/cvms/provision" {

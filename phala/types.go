@@ -81,6 +81,9 @@ type ProvisionRequest struct {
 	KMS         KMSType     `json:"kms,omitempty"`
 	KMSID       string      `json:"kms_id,omitempty"`
 	KMSContract string      `json:"kms_contract,omitempty"`
+	// KMSContractID names the KMS contract by its id or slug (2026-06-23
+	// listing), as an alternative to KMSContract.
+	KMSContractID string `json:"kms_contract_id,omitempty"`
 	// PreferDev is always sent, as by the CLI; it must be false for
 	// ETHEREUM and BASE.
 	PreferDev bool     `json:"prefer_dev"`
@@ -310,10 +313,17 @@ type ProvisionResponse struct {
 	// NodeID is teepod_id on the wire (the SDK renames it to node_id);
 	// decoding accepts both.
 	NodeID *int64 `json:"teepod_id,omitempty"`
-	// ComposeHashRegistered and Token appear in newer API versions.
-	ComposeHashRegistered *bool   `json:"compose_hash_registered,omitempty"`
-	Token                 *string `json:"token,omitempty"`
-	Extra                 Extra   `json:"-"`
+	// ComposeHashRegistered appears in newer API versions.
+	ComposeHashRegistered *bool `json:"compose_hash_registered,omitempty"`
+	// Token is the one-time commit token of a same-path provision: a
+	// credential for one commit, never to be printed or logged.
+	Token *string `json:"token,omitempty"`
+	// KMSContractID is the contract's id (2026-06-23), when answered.
+	KMSContractID *ID `json:"kms_contract_id,omitempty"`
+	// Via is the path that answered (ProvisionSamePath or
+	// ProvisionLegacyPath); it is not part of the JSON.
+	Via   string `json:"-"`
+	Extra Extra  `json:"-"`
 }
 
 type provisionResponseJSON ProvisionResponse
@@ -365,6 +375,9 @@ func (r ProvisionResponse) OnChain() bool {
 
 // CommitRequest is the body of POST /cvms (committing a provision).
 type CommitRequest struct {
+	// Token is the same-path provision's one-time commit token ("" after a
+	// POST /cvms/provision). It is redacted from every error.
+	Token string `json:"token,omitempty"`
 	// AppID is the on-chain app id as returned by deployAndRegisterApp
 	// ("0x" + checksummed hex, as the CLI sends it) or the PHALA KMS app id.
 	AppID        string `json:"app_id"`
@@ -489,11 +502,14 @@ type Teepod struct {
 	Name string `json:"name"`
 }
 
-// CVM is the answer of POST /cvms (commit) and GET /cvms/{id} in API
-// version 2025-10-28. The keys CLI 1.1.18 requires in the commit answer are
-// always written (null where unset): id, name, status, teepod_id, teepod,
-// user_id, app_id, vm_uuid, instance_id, base_image, vcpu, memory,
-// disk_size, docker_compose_file, created_at.
+// CVM is the answer of POST /cvms (commit) and GET /cvms/{id}, in every
+// API version's shape: integer or string ids, the legacy 2025-10-28 object
+// (kms_info in the KmsInfo shape; GET /cvms items carry the VM in hosted)
+// and the flat 2026 CvmInfo (kms_info {chain_id, dstack_kms_address, …},
+// decoded into OnChainKMSInfo). The keys CLI 1.1.18 requires in the commit
+// answer are always written (null where unset): id, name, status,
+// teepod_id, teepod, user_id, app_id, vm_uuid, instance_id, base_image,
+// vcpu, memory, disk_size, docker_compose_file, created_at.
 type CVM struct {
 	ID                     ID       `json:"id"`
 	Name                   string   `json:"name"`
@@ -522,10 +538,16 @@ type CVM struct {
 	DeployerAddress        *string  `json:"deployer_address,omitempty"`
 	ComposeHash            *string  `json:"compose_hash,omitempty"`
 	InstanceType           *string  `json:"instance_type,omitempty"`
-	// KMSInfo is the 2025-10-28 kms_info shape; another shape (2026-01-21)
-	// is kept in Extra["kms_info"] instead of failing the decode.
+	// KMSID is the KMS (node) slug some shapes carry beside kms_info.
+	KMSID *string `json:"kms_id,omitempty"`
+	// KMSType is phala, ethereum, base or legacy (2026 shapes).
+	KMSType *string `json:"kms_type,omitempty"`
+	// KMSInfo is the 2025-10-28 kms_info shape; another shape (2026-01-21
+	// on) is kept in Extra["kms_info"] and decoded into OnChainKMSInfo.
 	KMSInfo *KMSInfo `json:"kms_info,omitempty"`
-	Extra   Extra    `json:"-"`
+	// OnChainKMSInfo is the 2026 kms_info, when the object has that shape.
+	OnChainKMSInfo *CVMKMSInfo `json:"-"`
+	Extra          Extra       `json:"-"`
 }
 
 type cvmJSON CVM
@@ -533,36 +555,60 @@ type cvmJSON CVM
 // MarshalJSON writes the keys the CLI requires, plus Extra members.
 func (c CVM) MarshalJSON() ([]byte, error) { return marshalObject(cvmJSON(c), c.Extra) }
 
-// UnmarshalJSON requires id, name and status; it tolerates unknown members
-// and a kms_info of another API version.
+// UnmarshalJSON requires name, status and an id (top level, or hosted.id in
+// the legacy list shape); it tolerates unknown members and decodes either
+// kms_info shape.
 func (c *CVM) UnmarshalJSON(data []byte) error {
 	var probe map[string]json.RawMessage
 	if err := json.Unmarshal(data, &probe); err != nil || probe == nil {
 		return &fieldError{object: "CVM", problem: "expected a JSON object, got " + jsonKind(data)}
 	}
 	var otherKMS json.RawMessage
+	var onChain *CVMKMSInfo
 	if raw, ok := probe["kms_info"]; ok && !isNull(raw) {
 		var k KMSInfo
 		if json.Unmarshal(raw, &k) != nil {
 			// Decode the rest without it; keep it verbatim.
 			otherKMS = raw
+			var flat CVMKMSInfo
+			if err := json.Unmarshal(raw, &flat); err != nil {
+				return &fieldError{object: "CVM", field: "kms_info", problem: "is neither the KmsInfo nor the 2026 shape"}
+			}
+			onChain = &flat
 			delete(probe, "kms_info")
 			data, _ = json.Marshal(probe)
 		}
 	}
+	var hosted *hostedVM
+	if _, hasID := probe["id"]; !hasID {
+		if raw, ok := probe["hosted"]; ok && !isNull(raw) {
+			hosted = &hostedVM{}
+			if err := json.Unmarshal(raw, hosted); err != nil || hosted.ID.IsZero() {
+				return &fieldError{object: "CVM", field: "hosted", problem: "has no id"}
+			}
+		}
+	}
+	required, nonNull := []string{"name", "status"}, []string{"status"}
+	if hosted == nil {
+		required, nonNull = append(required, "id"), append(nonNull, "id")
+	}
 	var a cvmJSON
-	members, err := unmarshalObject(data, &a, &a.Extra, "CVM", "id", "name", "status")
+	members, err := unmarshalObject(data, &a, &a.Extra, "CVM", required...)
 	if err != nil {
 		return err
 	}
-	if err := requireNonNull(members, "CVM", "id", "status"); err != nil {
+	if err := requireNonNull(members, "CVM", nonNull...); err != nil {
 		return err
+	}
+	if hosted != nil {
+		hosted.fill((*CVM)(&a))
 	}
 	if otherKMS != nil {
 		if a.Extra == nil {
 			a.Extra = Extra{}
 		}
 		a.Extra["kms_info"] = otherKMS
+		a.OnChainKMSInfo = onChain
 	}
 	*c = CVM(a)
 	return nil

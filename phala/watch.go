@@ -197,7 +197,7 @@ func (c *Client) watchStream(ctx context.Context, id, path, target string, o Wat
 	if err != nil {
 		return streamFatal, CVMState{}, err
 	}
-	c.setHeaders(hreq.Header, "text/event-stream")
+	c.setHeaders(hreq.Header, "text/event-stream", c.Version())
 	hreq.Header.Set("Cache-Control", "no-cache")
 	resp, err := c.stream.Do(hreq)
 	if err != nil {
@@ -211,7 +211,7 @@ func (c *Client) watchStream(ctx context.Context, id, path, target string, o Wat
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		r := &response{status: resp.StatusCode, statusLine: resp.Status, header: resp.Header, body: body}
-		ae := parseAPIError(http.MethodGet, path, r, c.cfg.APIKey)
+		ae := parseAPIError(http.MethodGet, path, r, c.secrets(request{})...)
 		switch {
 		case resp.StatusCode == http.StatusNotFound, resp.StatusCode == http.StatusMethodNotAllowed,
 			resp.StatusCode == http.StatusNotAcceptable, resp.StatusCode == http.StatusNotImplemented:

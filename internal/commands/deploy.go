@@ -30,7 +30,7 @@ func init() {
 func apiFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "api-prefix", EnvVars: []string{phala.EnvAPIPrefix}, Value: phala.DefaultBaseURL, Usage: "Phala Cloud API base URL (the key comes from " + phala.EnvAPIKey + ")"},
-		&cli.StringFlag{Name: "api-version", EnvVars: []string{"PHALA_CLOUD_API_VERSION"}, Value: phala.DefaultVersion, Usage: "X-Phala-Version header sent with every request"},
+		&cli.StringFlag{Name: "api-version", EnvVars: []string{phala.EnvAPIVersion}, Value: phala.DefaultVersion, Usage: "X-Phala-Version header (calls naming a KMS node are pinned to " + phala.NodeKeyedVersion + "); a server that refuses it is asked again with " + phala.FallbackVersion + ", said on stderr"},
 	}
 }
 
@@ -38,13 +38,22 @@ func apiClient(c *cli.Context) (*phala.Client, error) {
 	cfg := phala.Config{
 		BaseURL: strings.TrimSpace(c.String("api-prefix")),
 		APIKey:  strings.TrimSpace(os.Getenv(phala.EnvAPIKey)),
-		Version: c.String("api-version"),
+		Version: strings.TrimSpace(c.String("api-version")),
+		Warnf:   apiWarnf(c),
 	}
 	cl, err := phala.New(cfg)
 	if err != nil {
 		return nil, &UsageError{Err: err}
 	}
 	return cl, nil
+}
+
+// apiWarnf prints the client's warnings (a refused API version) on stderr,
+// even with --quiet: they change what the run does.
+func apiWarnf(c *cli.Context) func(format string, args ...any) {
+	return func(format string, args ...any) {
+		fmt.Fprintf(c.App.ErrWriter, format+"\n", args...)
+	}
 }
 
 // envFlags are shared by deploy, update and commit: env input and key checking.
@@ -61,7 +70,7 @@ func deployCommand() *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "compose", Usage: "docker-compose file of the app (required)"},
 		&cli.StringFlag{Name: "name", Aliases: []string{"n"}, Usage: "CVM name (5-63 characters; default: the compose file's folder name)"},
-		&cli.StringFlag{Name: "kms", Value: "phala", Usage: "KMS: base, ethereum, phala (cloud KMS) or a KMS slug"},
+		&cli.StringFlag{Name: "kms", Value: "phala", Usage: "KMS: base, ethereum, phala (cloud KMS), a KMS contract's slug or kc_ id (see `cvmdeploy kms list`), or a KMS node's slug"},
 		&cli.StringFlag{Name: "pre-launch-script", Usage: "script run before the containers start"},
 		&cli.StringFlag{Name: "instance-type", Aliases: []string{"t"}, Usage: "instance type, e.g. tdx.small (the default), tdx.medium"},
 		&cli.Int64Flag{Name: "node-id", Usage: "node to deploy on (default: chosen by the service)"},
@@ -84,7 +93,7 @@ func deployCommand() *cli.Command {
 		&cli.StringFlag{Name: "batch", Usage: "deploy several apps from a JSON file {\"apps\": [{\"name\", \"compose\", \"env_files\", \"pre_launch_script\", \"instance_type\", \"kms\"}]}: all AppAuths go out with consecutive nonces, then each app commits; other flags apply to every app"},
 		&cli.BoolFlag{Name: "dev", Usage: "deploy on a throwaway local testnet started in-process (embedded chain + local cloud): no account, no key, nothing to install"},
 	}
-	flags = append(flags, composeCheckFlag(), safeFileFlag())
+	flags = append(flags, composeCheckFlag(), safeFileFlag(), reviewFlag("the deployment, with --dry-run"))
 	flags = append(flags, timelockFlags()...)
 	flags = append(flags, waitApprovalFlags(false)...)
 	flags = withCommon(flags, envFlags(), trustFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags())
@@ -164,9 +173,9 @@ func (s *flowSetup) startDev(c *cli.Context, p *progress) error {
 		return fmt.Errorf("start the local testnet: %w", err)
 	}
 	s.dev = ln
-	api, err := phala.New(phala.Config{BaseURL: ln.APIPrefix, APIKey: ln.APIKey})
+	api, err := phala.New(phala.Config{BaseURL: ln.APIPrefix, APIKey: ln.APIKey, Version: strings.TrimSpace(c.String("api-version")), Warnf: apiWarnf(c)})
 	if err != nil {
-		return err
+		return &UsageError{Err: err}
 	}
 	s.runner.API = api
 	s.runner.RPCURL = ln.RPCURL
@@ -211,6 +220,9 @@ func runDeploy(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := checkDeployReview(c); err != nil {
+		return err
+	}
 	s, err := newFlowSetup(c, true)
 	if err != nil {
 		return err
@@ -233,15 +245,9 @@ func runDeploy(c *cli.Context) error {
 		defer os.RemoveAll(dir)
 		r.Journals = cvm.JournalStore{Dir: dir}
 	} else if !cfg.DryRun {
-		dir := c.String("journal-dir")
-		if dir == "" {
-			if dir, err = cvm.DefaultJournalDir(); err != nil {
-				return err
-			}
-		} else {
-			dir = filepath.Join(dir, "deployments")
+		if r.Journals, err = journalStore(c); err != nil {
+			return err
 		}
-		r.Journals = cvm.JournalStore{Dir: dir}
 	}
 	if path := c.String("batch"); path != "" {
 		return runBatch(c, r, cfg, path)
@@ -251,7 +257,12 @@ func runDeploy(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		return printDryRun(c, out)
+		page, reviewErr := writeDryRunReview(c, out)
+		doc := dryRunDoc(out)
+		if page != "" {
+			doc.set("review_page", page)
+		}
+		return errors.Join(printResult(c, doc), reviewErr)
 	}
 	res, err := r.Deploy(c.Context, cfg)
 	if err != nil && res != nil && (len(res.PendingCalls) > 0 || errors.Is(err, cvm.ErrApprovalPending)) {
@@ -457,10 +468,6 @@ func printDeployResult(c *cli.Context, res *cvm.Result) error {
 	return printResult(c, r)
 }
 
-func printDryRun(c *cli.Context, out *cvm.DryRunResult) error {
-	return printResult(c, dryRunDoc(out))
-}
-
 // dryRunDoc is one app's dry run as printed, alone or in a batch.
 func dryRunDoc(out *cvm.DryRunResult) *result {
 	r := newResult()
@@ -573,4 +580,15 @@ func runBatch(c *cli.Context, r *cvm.Runner, cfg cvm.Config, path string) error 
 		}
 	}
 	return err
+}
+
+// journalStore is where journals live: --journal-dir (CVMDEPLOY_STATE_DIR)
+// or the default state folder.
+func journalStore(c *cli.Context) (cvm.JournalStore, error) {
+	dir := c.String("journal-dir")
+	if dir == "" {
+		d, err := cvm.DefaultJournalDir()
+		return cvm.JournalStore{Dir: d}, err
+	}
+	return cvm.JournalStore{Dir: filepath.Join(dir, "deployments")}, nil
 }

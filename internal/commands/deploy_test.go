@@ -48,11 +48,17 @@ func newFlowEnv(t *testing.T) *flowEnv { return newFlowEnvOn(t, 0) }
 
 // newFlowEnvOn runs the testnet with chainID (0: anvil's 31337).
 func newFlowEnvOn(t *testing.T, chainID uint64) *flowEnv {
+	return newFlowEnvWith(t, testnet.LocalnetConfig{ChainID: chainID})
+}
+
+// newFlowEnvWith runs the testnet cfg describes.
+func newFlowEnvWith(t *testing.T, cfg testnet.LocalnetConfig) *flowEnv {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cfg := testnet.LocalnetConfig{ChainID: chainID}
-	cfg.Cloud.BootStep = 10 * time.Millisecond
+	if cfg.Cloud.BootStep == 0 {
+		cfg.Cloud.BootStep = 10 * time.Millisecond
+	}
 	ln, err := testnet.StartLocalnet(ctx, cfg)
 	if err != nil {
 		t.Fatalf("start localnet: %v", err)

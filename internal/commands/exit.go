@@ -97,6 +97,7 @@ var exitTable = []exitRule{
 	// A check against the chain or a key failed.
 	{ExitVerify, is(cvm.ErrKMSUntrusted)},
 	{ExitVerify, is(cvm.ErrKeyVerification)},
+	{ExitVerify, is(cvm.ErrKMSRootMismatch)},
 	{ExitVerify, is(cvm.ErrChainMismatch)},
 	{ExitVerify, is(cvm.ErrOwnerState)}, // an executed approval the chain contradicts
 	{ExitVerify, is(deployer.ErrPreflight)},

@@ -3,7 +3,6 @@ package commands
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -135,19 +134,6 @@ func timelockStateWords(s string) string {
 		return "executed"
 	}
 	return ""
-}
-
-// journalStore is the journal folder of --journal-dir (or the default).
-func journalStore(c *cli.Context) (cvm.JournalStore, error) {
-	dir := c.String("journal-dir")
-	if dir == "" {
-		d, err := cvm.DefaultJournalDir()
-		if err != nil {
-			return cvm.JournalStore{}, err
-		}
-		return cvm.JournalStore{Dir: d}, nil
-	}
-	return cvm.JournalStore{Dir: filepath.Join(dir, "deployments")}, nil
 }
 
 func commitUpdateCommand() *cli.Command {

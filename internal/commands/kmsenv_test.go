@@ -448,7 +448,7 @@ func TestKMSVerifyPubkeyBadInput(t *testing.T) {
 // TestKMSCommandsShareOneGroup checks that verify-pubkey joined the kms
 // command of kms deploy instead of hiding it behind a second "kms".
 func TestKMSCommandsShareOneGroup(t *testing.T) {
-	for _, sub := range []string{"deploy", "verify-pubkey"} {
+	for _, sub := range []string{"deploy", "verify-pubkey", "list"} {
 		if r := runKMSCLI(t, "", "kms", sub, "--help"); r.code != 0 || !strings.Contains(r.stdout, sub) {
 			t.Errorf("kms %s --help: exit %d: %s%s", sub, r.code, r.stdout, r.stderr)
 		}

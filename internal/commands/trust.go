@@ -55,36 +55,10 @@ func trustFromFlags(c *cli.Context) (cvm.Trust, error) {
 }
 
 // composeWords says in a sentence what a compose_verified value means.
-func composeWords(v string) string {
-	switch v {
-	case cvm.ComposePredicted:
-		return "cvmdeploy built the document from your inputs and the pinned server additions; its sha256 is the hash"
-	case cvm.ComposeRead:
-		return "the hash is your current, on-chain-allowed document with exactly your changes"
-	case cvm.ComposeApprovedAfterRead:
-		return "allowed on-chain only after the committed document was read and every field checked"
-	case cvm.ComposeCheckedAfterCommit:
-		return "allowed first, then the committed document was read and every field checked"
-	case cvm.ComposeUnchecked:
-		return "NOT checked: the hash is the cloud's word"
-	case "pending":
-		return "not allowed yet: waiting for the checked approval"
-	}
-	return ""
-}
+func composeWords(v string) string { return cvm.ComposeVerifiedMeaning(v) }
 
 // kmsTrustWords says how a KMS contract was trusted.
-func kmsTrustWords(v string) string {
-	switch v {
-	case cvm.KMSTrustPinned:
-		return "the cloud named the KMS pinned for this chain"
-	case cvm.KMSTrustFlag:
-		return "the cloud named the KMS you named with --kms-contract"
-	case cvm.KMSTrustUnpinned:
-		return "a testnet or local KMS taken as the cloud named it"
-	}
-	return ""
-}
+func kmsTrustWords(v string) string { return cvm.KMSTrustMeaning(v) }
 
 // callList prints owner calls one per line in the human form; --json gets
 // the array.

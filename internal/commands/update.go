@@ -27,6 +27,7 @@ func updateCommand() *cli.Command {
 		&cli.StringFlag{Name: "compose-check", Value: cvm.ComposeCheckAuto, Usage: "off (DANGEROUS) approves the cloud's new compose hash unchecked; any other value checks it is your current document with your changes"},
 		&cli.BoolFlag{Name: "fresh", Usage: "forget the journal of an earlier, unfinished run of this update and start over"},
 		&cli.StringFlag{Name: "journal-dir", EnvVars: []string{"CVMDEPLOY_STATE_DIR"}, Usage: "where journals live (default ~/.local/state/cvmdeploy)"},
+		reviewFlag("the update (written once it is prepared, also when it waits for the owner or is applied)"),
 	}
 	flags = append(flags, waitApprovalFlags(true)...)
 	flags = withCommon(flags, envFlags(), trustFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags())
@@ -45,7 +46,9 @@ a multisig; finish with 'cvmdeploy commit-update' or by re-running the update.
 When the AppAuth's owner is a TimelockController, the calls are scheduled as
 one operation (by the signer when it is a proposer, else printed for the
 proposer) and exit 10 says "still waiting" until its ETA; re-run after it (or
-pass --wait-approval) to execute it and commit.`,
+pass --wait-approval) to execute it and commit.
+--review FILE writes a self-contained HTML page of the update for the people
+who approve it (compose diff, env names, decoded calls, owner, on-chain status).`,
 		Flags:  flags,
 		Action: runUpdate,
 	}
@@ -81,6 +84,9 @@ func runUpdate(c *cli.Context) error {
 			return err
 		}
 		safe = a
+	}
+	if err := checkReviewPath(c); err != nil {
+		return err
 	}
 	if cfg.Tx, err = txOptionsFromFlags(c, nil); err != nil {
 		return err
@@ -119,9 +125,12 @@ func runUpdate(c *cli.Context) error {
 }
 
 // printUpdate writes the calls as a Safe file when the owner must make
-// them, then the result.
+// them, and the review page when asked, then the result. A review page that
+// cannot be written fails the command after the result is printed.
 func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) error {
+	safeFile := ""
 	if (safe != (common.Address{}) || c.Bool("calldata-only")) && len(res.OnChain) > 0 {
+		safeFile = c.String("safe-file")
 		calls := make([]safetx.Call, len(res.OnChain))
 		for i, oc := range res.OnChain {
 			calls[i] = safetx.Call{To: common.HexToAddress(oc.To), Data: common.FromHex(oc.Data)}
@@ -143,6 +152,7 @@ func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) err
 		}
 		newProgress(c).Printf("✓ Safe Transaction Builder file written: %s", c.String("safe-file"))
 	}
+	page, reviewErr := writeUpdateReview(c, res, safeFile)
 	r := newResult()
 	r.set("cvm_id", res.CVMID)
 	r.set("app_id", res.AppID)
@@ -155,6 +165,9 @@ func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) err
 	}
 	if res.KMSTrust != "" {
 		r.set("kms_trust", res.KMSTrust).note("kms_trust", kmsTrustWords(res.KMSTrust))
+	}
+	if res.KeyVerified {
+		r.set("kms_key_verified", true)
 	}
 	if res.Owner != "" {
 		r.set("owner", res.Owner)
@@ -187,7 +200,10 @@ func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) err
 	if len(res.Warnings) > 0 {
 		r.set("warnings", res.Warnings)
 	}
-	return printResult(c, r)
+	if page != "" {
+		r.set("review_page", page)
+	}
+	return errors.Join(printResult(c, r), reviewErr)
 }
 
 func provisionCommand() *cli.Command {

@@ -31,8 +31,13 @@ import (
 const (
 	Version20251028 = "2025-10-28" // integer CVM ids, v1 KmsInfo in CVM objects; pinned by `phala deploy`
 	Version20260121 = "2026-01-21" // integer CVM ids (SDK 0.2.9 default)
-	Version20260522 = "2026-05-22" // hashed string CVM ids "cvm_<hashid>"
+	Version20260522 = "2026-05-22" // hashed string CVM ids "cvm_<hashid>"; same-path provision on POST /cvms
+	Version20260623 = "2026-06-23" // GET /kms lists KMS contracts; CVM shapes as 2026-05-22
 )
+
+// Versions are the X-Phala-Version values the emulator serves, oldest first
+// ("latest" is the newest).
+var Versions = []string{Version20251028, Version20260121, Version20260522, Version20260623}
 
 // Defaults applied by Config.withDefaults.
 const (
@@ -130,6 +135,11 @@ type Config struct {
 	// KMSContract (required with that mode, refused without it).
 	RogueKMSContract common.Address
 	RogueRootKey     *ecdsa.PrivateKey
+	// MisreportRootKey makes the API report, as k256_pubkey (GET /kms and
+	// GET /kms/{slug}), a root key other than the one the KMS contract holds
+	// on-chain, while app keys are still signed by the real root: what
+	// `kms list` must flag. It is logged as msg="adversary" on=kms.
+	MisreportRootKey bool
 }
 
 // Check reports missing or inconsistent settings.
@@ -258,6 +268,8 @@ type Server struct {
 
 	mu         sync.Mutex
 	provisions map[string]*provision // by compose hash
+	tokens     map[string]*provision // same-path provisions by commit token
+	usedTokens map[string]usedToken  // committed tokens, for idempotent replays
 	cvms       []*cvm
 	nextID     int64
 	updates    map[string]*pendingUpdate // by commit token
@@ -289,6 +301,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cancel:     cancel,
 		rng:        rand.New(rand.NewSource(cfg.Seed)),
 		provisions: map[string]*provision{},
+		tokens:     map[string]*provision{},
+		usedTokens: map[string]usedToken{},
 		updates:    map[string]*pendingUpdate{},
 		nextID:     1,
 		changed:    make(chan struct{}),
@@ -441,12 +455,14 @@ func versionOf(r *http.Request) string {
 
 // parseVersion maps an X-Phala-Version value to a known version.
 func parseVersion(v string) (string, bool) {
-	switch strings.TrimSpace(v) {
-	case Version20251028, Version20260121, Version20260522:
-		return strings.TrimSpace(v), true
+	v = strings.TrimSpace(v)
+	for _, known := range Versions {
+		if v == known {
+			return v, true
+		}
 	}
-	if strings.EqualFold(strings.TrimSpace(v), "latest") {
-		return Version20260522, true
+	if strings.EqualFold(v, "latest") {
+		return Versions[len(Versions)-1], true
 	}
 	return "", false
 }
@@ -454,7 +470,7 @@ func parseVersion(v string) (string, bool) {
 func (s *Server) routes() {
 	api := http.NewServeMux()
 	api.HandleFunc("POST /cvms/provision", s.handleProvision)
-	api.HandleFunc("POST /cvms", s.handleCommit)
+	api.HandleFunc("POST /cvms", s.handlePostCVMs)
 	api.HandleFunc("GET /cvms", s.handleListCVMs)
 	api.HandleFunc("GET /cvms/{id}", s.handleGetCVM)
 	api.HandleFunc("GET /cvms/{id}/state", s.handleState)
@@ -467,6 +483,7 @@ func (s *Server) routes() {
 	api.HandleFunc("GET /kms", s.handleListKMS)
 	api.HandleFunc("GET /kms/{kms}", s.handleGetKMS)
 	api.HandleFunc("GET /kms/{kms}/pubkey/{app_id}", s.handlePubkey)
+	api.HandleFunc("GET /kms/{kms}/nodes", s.handleKMSNodes)
 
 	root := http.NewServeMux()
 	root.Handle(s.cfg.PathPrefix+"/", http.StripPrefix(s.cfg.PathPrefix, s.middleware(api)))
@@ -544,8 +561,8 @@ func (s *Server) middleware(api *http.ServeMux) http.Handler {
 		if h := r.Header.Get("X-Phala-Version"); h != "" {
 			v, ok := parseVersion(h)
 			if !ok {
-				writeDetail(rec, http.StatusBadRequest, fmt.Sprintf("Unsupported API version %q; supported: %s, %s, %s, latest",
-					h, Version20251028, Version20260121, Version20260522))
+				writeDetail(rec, http.StatusBadRequest, fmt.Sprintf("Unsupported API version %q in X-Phala-Version; supported: %s, latest",
+					h, strings.Join(Versions, ", ")))
 				return
 			}
 			version = v
@@ -607,6 +624,7 @@ type Counts struct {
 	Provisions int // cached provisions (unexpired)
 	CVMs       int
 	Updates    int // pending compose updates (commit tokens)
+	Tokens     int // unused same-path commit tokens
 }
 
 // Counts returns the current state sizes.
@@ -614,5 +632,5 @@ func (s *Server) Counts() Counts {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.dropExpiredLocked(time.Now())
-	return Counts{Provisions: len(s.provisions), CVMs: len(s.cvms), Updates: len(s.updates)}
+	return Counts{Provisions: len(s.provisions), CVMs: len(s.cvms), Updates: len(s.updates), Tokens: len(s.tokens)}
 }

@@ -117,7 +117,7 @@ func writeCVMNotFound(w http.ResponseWriter, id string) {
 
 // idJSON renders the CVM id for the request's API version.
 func (c *cvm) idJSON(version string) any {
-	if version == Version20260522 {
+	if hashedIDs(version) {
 		return c.hashID
 	}
 	return c.id
@@ -153,7 +153,7 @@ func (s *Server) cvmJSON(c *cvm, version string) map[string]any {
 		"teepod_id":                 s.cfg.NodeID,
 		"teepod":                    map[string]any{"id": s.cfg.NodeID, "name": s.cfg.NodeName},
 		"node_id":                   s.cfg.NodeID,
-		"user_id":                   1,
+		"user_id":                   userIDJSON(version),
 		"app_id":                    c.appID,
 		"vm_uuid":                   c.vmUUID,
 		"instance_id":               c.instanceID,
@@ -300,11 +300,14 @@ func isHex(s string) bool {
 	return err == nil
 }
 
-// handleCommit serves POST /cvms: create the CVM from a provision.
-func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
-	body, ok := decodeObject(w, r)
-	if !ok {
-		return
+// commit serves the commit phase of POST /cvms: create the CVM from a
+// provision, named by its one-time token or by app_id and compose_hash.
+func (s *Server) commit(w http.ResponseWriter, r *http.Request, body map[string]any) {
+	token := ""
+	if _, ok := lookup(body, "token"); ok {
+		if token, ok = s.resolveToken(w, body); !ok {
+			return
+		}
 	}
 	v := &validator{}
 	loc := []any{"body"}
@@ -324,7 +327,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 	kmsID, hasKMSID := v.str(body, loc, "kms_id", false)
 	contract, hasContract := v.hexField(body, loc, "contract_address", 20, false)
 	deployer, hasDeployer := v.hexField(body, loc, "deployer_address", 20, false)
-	v.hexField(body, loc, "transaction_hash", 32, false)
+	rawTx, hasTx := v.str(body, loc, "transaction_hash", false)
 	if !v.ok() {
 		writeValidation(w, v.errs)
 		return
@@ -377,6 +380,9 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 			Suggestions: []string{"Update the existing CVM with PATCH /cvms/{id}", "Deploy a new app contract for a second CVM"}})
 		return
 	}
+	if hasTx && p.kms.OnChain && !s.checkCommitTx(r.Context(), w, appID, hash, rawTx) {
+		return
+	}
 	keys, errs := s.envCheck(appID, encrypted, p.allowedEnvs, envKeys, loc)
 	if errs != nil {
 		s.log.Info("commit rejected", "app", "0x"+appID, "reason", errs[0].Msg)
@@ -414,6 +420,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 	s.nextID++
 	c.hashID = hashID(c.id)
 	s.cvms = append(s.cvms, c)
+	s.consumeTokenLocked(token, appID, hash)
 	s.startBootLocked(c)
 	resp := s.cvmJSON(c, version)
 	s.mu.Unlock()
@@ -556,13 +563,14 @@ func (s *Server) handleGetCVM(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.cvmJSON(c, versionOf(r)))
 }
 
-// handleListCVMs serves GET /cvms (a plain list, as the 2025-10-28 API).
+// handleListCVMs serves GET /cvms as a plain list; under 2025-10-28 its
+// items have the legacy shape with the VM under hosted.
 func (s *Server) handleListCVMs(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	items := make([]map[string]any, 0, len(s.cvms))
 	for _, c := range s.cvms {
-		items = append(items, s.cvmJSON(c, versionOf(r)))
+		items = append(items, s.listItemJSON(c, versionOf(r)))
 	}
 	writeJSON(w, http.StatusOK, items)
 }

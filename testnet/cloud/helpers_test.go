@@ -86,6 +86,7 @@ type api struct {
 	prefix  string
 	key     string
 	version string
+	server  *cloud.Server // set by newCloud
 }
 
 func newAPI(t *testing.T) *api {
@@ -281,7 +282,7 @@ func newCloud(t *testing.T, edit func(*cloud.Config)) (*api, *syncBuffer) {
 			t.Logf("cloud log:\n%s", log.String())
 		}
 	})
-	return &api{t: t, prefix: srv.APIPrefix(), key: cfg.APIKey, version: cloud.Version20251028}, log
+	return &api{t: t, prefix: srv.APIPrefix(), key: cfg.APIKey, version: cloud.Version20251028, server: srv}, log
 }
 
 // cloudKMSCVM provisions body on the cloud (PHALA) KMS, commits it and

@@ -9,7 +9,8 @@ import (
 )
 
 // handleListKMS serves GET /kms?is_onchain=&page=&page_size= in the page
-// shape {items, total, page, page_size, pages}.
+// shape {items, total, page, page_size, pages}: KMS nodes (KmsInfo), or
+// under 2026-06-23 KMS contracts (KmsContract).
 func (s *Server) handleListKMS(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var errs []fieldError
@@ -45,7 +46,11 @@ func (s *Server) handleListKMS(w http.ResponseWriter, r *http.Request) {
 	}
 	var all []map[string]any
 	for _, k := range []*kmsEntry{s.onKMS, s.phKMS} {
-		if onchain == nil || *onchain == k.OnChain {
+		switch {
+		case onchain != nil && *onchain != k.OnChain:
+		case versionOf(r) == Version20260623:
+			all = append(all, s.contractJSON(k))
+		default:
 			all = append(all, k.info())
 		}
 	}
@@ -76,9 +81,19 @@ func writeKMSNotFound(w http.ResponseWriter, name string) {
 		Suggestions: []string{"Use the KMS slug or id from kms_info (not the kms type such as \"base\")", "List KMS instances with GET /kms?is_onchain=true"}})
 }
 
-// handleGetKMS serves GET /kms/{id_or_slug}.
+// handleGetKMS serves GET /kms/{id_or_slug}: a KMS node, or under
+// 2026-06-23 a KMS contract (by slug or kc_ id).
 func (s *Server) handleGetKMS(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("kms")
+	if versionOf(r) == Version20260623 {
+		k := s.contractByRef(name)
+		if k == nil {
+			writeKMSNotFound(w, name)
+			return
+		}
+		writeJSON(w, http.StatusOK, s.contractJSON(k))
+		return
+	}
 	k := s.kmsByName(name)
 	if k == nil {
 		writeKMSNotFound(w, name)
@@ -87,7 +102,7 @@ func (s *Server) handleGetKMS(w http.ResponseWriter, r *http.Request) {
 	info := k.info()
 	if k.OnChain {
 		// Extra, optional key: the root key clients verify signatures against.
-		info["k256_pubkey"] = "0x" + hex.EncodeToString(s.keys.rootPublicKey())
+		info["k256_pubkey"] = "0x" + hex.EncodeToString(s.reportedRootKey())
 		s.logKMSLie("kms")
 	}
 	writeJSON(w, http.StatusOK, info)

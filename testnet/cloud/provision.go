@@ -250,6 +250,12 @@ func (s *Server) handleProvision(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	s.provision(w, r, body, false)
+}
+
+// provision serves phase one: POST /cvms/provision, or POST /cvms under
+// the same-path flow (samePath), whose answer adds a one-time commit token.
+func (s *Server) provision(w http.ResponseWriter, r *http.Request, body map[string]any, samePath bool) {
 	v := &validator{}
 	loc := []any{"body"}
 	name, hasName := v.str(body, loc, "name", true)
@@ -267,6 +273,7 @@ func (s *Server) handleProvision(w http.ResponseWriter, r *http.Request) {
 	_, hasKMS := lookup(body, "kms")
 	kmsID, hasKMSID := v.str(body, loc, "kms_id", false)
 	kmsContract, hasKMSContract := v.str(body, loc, "kms_contract", false)
+	contractID, hasContractID := v.str(body, loc, "kms_contract_id", false)
 	if hasKMSContract {
 		if _, err := parseHexID(kmsContract, 20); err != nil {
 			v.add("value_error", at(loc, "kms_contract"), "Value error, expected a 20-byte address", kmsContract, nil)
@@ -310,8 +317,15 @@ func (s *Server) handleProvision(w http.ResponseWriter, r *http.Request) {
 
 	// Resolve the KMS: the deprecated kms_id alone selects it as well.
 	entry := s.phKMS
-	if kmsType != "PHALA" || (!hasKMS && hasKMSID && s.onKMS.matches(kmsID)) {
+	if kmsType != "PHALA" || (!hasKMS && hasKMSID && s.onKMS.matches(kmsID)) || (!hasKMS && hasContractID) {
 		entry = s.onKMS
+	}
+	if hasContractID && !s.contractMatches(entry, contractID) {
+		writeStructured(w, http.StatusNotFound, apiError{ErrorCode: codeKMSNotFound,
+			Message:     fmt.Sprintf("KMS contract %q not found for kms type %s", contractID, kmsType),
+			Details:     []detailItem{{Field: "kms_contract_id", Value: contractID}},
+			Suggestions: []string{"List the KMS contracts with GET /kms (X-Phala-Version 2026-06-23)"}})
+		return
 	}
 	if hasKMSID && !entry.matches(kmsID) {
 		writeStructured(w, http.StatusNotFound, apiError{ErrorCode: codeKMSNotFound,
@@ -396,6 +410,9 @@ func (s *Server) handleProvision(w http.ResponseWriter, r *http.Request) {
 		"teepod_id":               s.cfg.NodeID,
 		"compose_hash_registered": false,
 	}
+	if entry.OnChain && versionOf(r) == Version20260623 {
+		resp["kms_contract_id"] = s.contractID()
+	}
 	if !entry.OnChain {
 		id, _ := appIDBytes(p.appID)
 		key, err := s.keys.appEnvKey(id)
@@ -411,8 +428,11 @@ func (s *Server) handleProvision(w http.ResponseWriter, r *http.Request) {
 	s.dropExpiredLocked(time.Now())
 	s.provisions[hash] = p
 	s.mu.Unlock()
+	if samePath {
+		resp["token"] = s.newToken(p)
+	}
 	s.log.Info("provisioned", "name", name, "compose_hash", hash, "kms", entry.Slug, "allowed_envs", in.allowedEnvs,
-		"device_id", hex.EncodeToString(s.cfg.DeviceID[:]))
+		"device_id", hex.EncodeToString(s.cfg.DeviceID[:]), "same_path", samePath)
 	if entry.OnChain {
 		s.logKMSLie("provision", "name", name)
 	}
@@ -435,4 +455,5 @@ func (s *Server) dropExpiredLocked(now time.Time) {
 			delete(s.updates, t)
 		}
 	}
+	s.dropExpiredTokensLocked(now)
 }
