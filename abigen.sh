@@ -65,7 +65,7 @@ node contracts/compile.js "$tools" "$build"
 log "generating bindings with go tool abigen --v2 (the first run compiles abigen)"
 mkdir -p bindings
 files=()
-for name in DstackKms DstackApp ERC1967Proxy; do
+for name in DstackKms DstackApp ERC1967Proxy TimelockController; do
 	out="bindings/$(printf '%s' "$name" | tr '[:upper:]' '[:lower:]').go"
 	go tool abigen --v2 --pkg bindings --type "$name" \
 		--abi "$build/$name.abi" --bin "$build/$name.bin" --out "$out"

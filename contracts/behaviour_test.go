@@ -35,6 +35,8 @@ type chain struct {
 	ctx    context.Context
 	client simulated.Client
 	commit func() // mines pending transactions (the simulated backend mines nothing on its own)
+	// adjust moves the clock of the next block forward.
+	adjust func(time.Duration)
 }
 
 func newChain(t *testing.T, n int) (*chain, []account) {
@@ -51,7 +53,12 @@ func newChain(t *testing.T, n int) (*chain, []account) {
 	}
 	sim := simulated.NewBackend(alloc)
 	t.Cleanup(func() { sim.Close() })
-	c := &chain{ctx: context.Background(), client: sim.Client(), commit: func() { sim.Commit() }}
+	c := &chain{ctx: context.Background(), client: sim.Client(), commit: func() { sim.Commit() },
+		adjust: func(d time.Duration) {
+			if err := sim.AdjustTime(d); err != nil {
+				t.Fatal(err)
+			}
+		}}
 	chainID, err := c.client.ChainID(c.ctx)
 	if err != nil {
 		t.Fatal(err)

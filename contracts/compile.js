@@ -11,7 +11,8 @@
 //   standard-input.json  the complete standard-JSON input, every source inlined
 //                        (what a block explorer needs to verify the bytecode)
 //   <Name>.abi, <Name>.bin  ABI and creation bytecode (hex, no 0x) of DstackKms,
-//                        DstackApp and ERC1967Proxy, the inputs of abigen
+//                        DstackApp, ERC1967Proxy and TimelockController, the
+//                        inputs of abigen
 //   sizes.txt            runtime size of each bound contract
 'use strict';
 
@@ -28,6 +29,8 @@ const solc = createRequire(path.resolve(toolsDir, 'package.json'))('solc');
 
 const SOURCES = ['DstackKms.sol', 'DstackApp.sol', 'IAppAuth.sol', 'IAppAuthBasicManagement.sol'];
 const OZ_PROXY = 'node_modules/@openzeppelin/contracts/proxy/ERC1967/ERC1967Proxy.sol';
+// OpenZeppelin's TimelockController, unchanged: `deploy --timelock` makes one the AppAuth's owner.
+const OZ_TIMELOCK = 'node_modules/@openzeppelin/contracts/governance/TimelockController.sol';
 // Size limit of deployed code (EIP-170).
 const MAX_RUNTIME = 24576;
 
@@ -52,8 +55,11 @@ const input = {
 for (const f of SOURCES) {
   input.sources['contracts/' + f] = { content: fs.readFileSync(path.join('contracts', f), 'utf8') };
 }
-// Listed explicitly so the proxy is compiled as a target of its own (its binding deploys app proxies).
-input.sources[OZ_PROXY] = { content: fs.readFileSync(path.join(toolsDir, OZ_PROXY), 'utf8') };
+// Listed explicitly so the proxy and the timelock are compiled as targets of their own (their
+// bindings deploy app proxies and timelocks).
+for (const unit of [OZ_PROXY, OZ_TIMELOCK]) {
+  input.sources[unit] = { content: fs.readFileSync(path.join(toolsDir, unit), 'utf8') };
+}
 
 // Only remapped OpenZeppelin paths may be loaded, and only from the tools folder.
 const loaded = {};
@@ -100,6 +106,7 @@ const bound = [
   ['contracts/DstackKms.sol', 'DstackKms'],
   ['contracts/DstackApp.sol', 'DstackApp'],
   [OZ_PROXY, 'ERC1967Proxy'],
+  [OZ_TIMELOCK, 'TimelockController'],
 ];
 const sizes = [];
 for (const [unit, name] of bound) {

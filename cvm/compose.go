@@ -267,12 +267,14 @@ func (d *run) approveCompose(ctx context.Context) error {
 	if a := d.j.Approved; a != nil {
 		d.res.Resumed = append(d.res.Resumed, StepApprove)
 		d.res.ApproveTxHash = a.TxHash
+		d.res.Timelock = timelockStatus(d.j.Approve, nil)
 		return nil
 	}
-	if d.j.Approve.sent() {
+	if d.j.Approve.sent() || (d.j.Approve != nil && d.j.Approve.Timelock != nil) {
 		d.res.Resumed = append(d.res.Resumed, StepApproveTx)
 	}
 	txHash, owner, err := d.setComposeHash(ctx, true)
+	d.res.Timelock = timelockStatus(d.j.Approve, err)
 	if err != nil {
 		return d.pendingResult(err)
 	}
@@ -325,7 +327,7 @@ func (d *run) setComposeHash(ctx context.Context, allow bool) (string, common.Ad
 	var owner common.Address
 	txHash, err := d.routeOwnerCalls(ctx, ownerRequest{
 		chain: d.chain, chainID: p.ChainID, app: app, tx: d.cfg.Tx,
-		journal: *journal, save: d.save, step: step, what: what,
+		journal: *journal, save: d.save, step: step, what: what, wait: d.approvalWait(),
 		needed: func(ctx context.Context) ([]deployer.AppCall, common.Address, error) {
 			info, err := d.chain.AppInfo(ctx, deployer.AppInfoQuery{App: app, ComposeHash: &hash})
 			if err != nil {
@@ -341,6 +343,15 @@ func (d *run) setComposeHash(ctx context.Context, allow bool) (string, common.Ad
 	return txHash, owner, err
 }
 
+// approvalWait is --wait-approval's bound for this deployment (nil
+// without it).
+func (d *run) approvalWait() *approvalWait {
+	if !d.cfg.WaitApproval {
+		return nil
+	}
+	return d.Runner.approvalWait(d.cfg.WaitTimeout, d.cfg.PollInterval)
+}
+
 // pendingResult copies the owner's pending calls into the result.
 func (d *run) pendingResult(err error) error {
 	if pe, ok := pendingOf(err); ok {
@@ -348,6 +359,9 @@ func (d *run) pendingResult(err error) error {
 		d.res.PendingCalls = append(d.res.PendingCalls, pe.Calls...)
 		d.res.SafeProposal = pe.Safe.Result()
 		d.res.Status = "awaiting-approval"
+		if pe.Approver != (common.Address{}) {
+			d.res.Approver = pe.Approver.Hex()
+		}
 	}
 	return err
 }

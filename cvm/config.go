@@ -72,6 +72,28 @@ type Config struct {
 	// ComposeCheck is how the compose hash is established (ComposeCheckModes;
 	// "" is auto).
 	ComposeCheck string
+
+	// Timelock, when set, deploys an OpenZeppelin TimelockController first
+	// (open execution, no admin) and makes it the AppAuth's owner, so that
+	// every later change waits out its delay.
+	Timelock *TimelockConfig
+	// WaitApproval follows the chain until an owner that is not the signer
+	// allowed what the deployment needs (approve-after-read), executing a
+	// ready timelock operation itself; WaitTimeout bounds it. Without it
+	// such an owner ends the run with ErrApprovalPending.
+	WaitApproval bool
+	// PollInterval is how often the chain is read while waiting for an
+	// approval (0: DefaultApprovalPoll).
+	PollInterval time.Duration
+}
+
+// TimelockConfig is the TimelockController `deploy --timelock` creates.
+type TimelockConfig struct {
+	// Delay is the minimum delay of every operation, in seconds.
+	Delay uint64
+	// Proposer schedules (and may cancel) operations; zero means Owner
+	// when set (e.g. a Safe), else the signer.
+	Proposer common.Address
 }
 
 // kmsChoice is what --kms resolves to in the provision request.
@@ -161,6 +183,14 @@ func (c Config) load() (*inputs, error) {
 	if err := checkComposeMode(c.ComposeCheck); err != nil {
 		return nil, err
 	}
+	if c.Timelock != nil {
+		if !choice.onChain() {
+			return nil, fmt.Errorf("%w: --timelock applies to an on-chain KMS only (use --kms base or ethereum)", ErrInvalidConfig)
+		}
+		if c.Timelock.Delay == 0 {
+			return nil, fmt.Errorf("%w: --timelock 0 gives no notice before a change: give a delay (e.g. 48h), or omit --timelock", ErrInvalidConfig)
+		}
+	}
 	in.fingerprint = c.fingerprint(in)
 	return in, nil
 }
@@ -211,6 +241,9 @@ func (c Config) fingerprint(in *inputs) string {
 	field(fmt.Sprint(c.DiskSize, c.PublicLogs, c.PublicSysinfo, c.Listed))
 	field(c.Owner.Hex())
 	field(fmt.Sprint(c.AllowAnyDevice, c.DisableUpgrades, c.RequireTcbUpToDate))
+	if c.Timelock != nil {
+		field(fmt.Sprintf("timelock=%d/%s", c.Timelock.Delay, c.Timelock.Proposer.Hex()))
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 

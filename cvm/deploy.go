@@ -19,10 +19,13 @@ import (
 // Steps of a deployment, in order; they name journal boundaries.
 const (
 	StepProvision = "provision"
-	StepDeployTx  = "deploy-tx"
-	StepApp       = "app"
-	StepPubKey    = "pubkey"
-	StepCommit    = "commit"
+	// deploy --timelock: the TimelockController, before the AppAuth.
+	StepTimelockTx = "timelock-tx"
+	StepTimelock   = "timelock"
+	StepDeployTx   = "deploy-tx"
+	StepApp        = "app"
+	StepPubKey     = "pubkey"
+	StepCommit     = "commit"
 	// Approve-after-read (and after-commit) steps, after the commit.
 	StepComposeRead = "compose-read"
 	StepApproveTx   = "approve-tx"
@@ -68,6 +71,11 @@ type Result struct {
 	ContractAddress string `json:"contract_address,omitempty"`
 	DeployerAddress string `json:"deployer_address,omitempty"`
 	Owner           string `json:"owner,omitempty"`
+	// TimelockAddress is the TimelockController deployed to own the
+	// AppAuth (deploy --timelock), with its delay in seconds.
+	TimelockAddress string `json:"timelock_address,omitempty"`
+	TimelockDelay   uint64 `json:"timelock_delay,omitempty"`
+	TimelockTxHash  string `json:"timelock_tx_hash,omitempty"`
 	ComposeHash     string `json:"compose_hash"`
 	KMSID           string `json:"kms_id,omitempty"`
 	KMSContract     string `json:"kms_contract,omitempty"`
@@ -91,11 +99,16 @@ type Result struct {
 	// or an official Phala script), when the document was read.
 	PreLaunch     string `json:"pre_launch_script,omitempty"`
 	ApproveTxHash string `json:"approve_tx_hash,omitempty"`
-	RevokeTxHash  string `json:"revoke_tx_hash,omitempty"`
-	// PendingCalls are owner-only calls the signer could not make.
+	// Timelock is the operation that approves through a timelock owner.
+	Timelock     *TimelockStatus `json:"timelock,omitempty"`
+	RevokeTxHash string          `json:"revoke_tx_hash,omitempty"`
+	// PendingCalls are owner-only calls the signer could not make, and
+	// Approver who must make them when not the owner (a timelock's
+	// proposer).
 	PendingCalls []OnChainCall `json:"pending_calls,omitempty"`
 	// SafeProposal is set when those calls were proposed to the owner's Safe.
 	SafeProposal *SafeProposalResult `json:"safe_proposal,omitempty"`
+	Approver     string        `json:"approver,omitempty"`
 	// Attestation says whether the running CVM's attested app-compose hashes
 	// to the allowed hash: matches, not-public or unavailable.
 	Attestation string   `json:"attestation,omitempty"`
@@ -160,6 +173,9 @@ func (r *Runner) Deploy(ctx context.Context, cfg Config) (*Result, error) {
 	pubKey := d.j.Provision.AppEnvEncryptKey
 	if d.j.Provision.OnChain {
 		if err := d.connectChain(ctx); err != nil {
+			return d.res, err
+		}
+		if err := d.deployTimelock(ctx); err != nil {
 			return d.res, err
 		}
 		if err := d.deployAppAuth(ctx); err != nil {
@@ -235,7 +251,7 @@ func (d *run) openJournal() error {
 		return nil
 	}
 	if prev.Fingerprint != d.in.fingerprint {
-		if prev.App != nil || prev.DeployTx != nil {
+		if prev.App != nil || prev.DeployTx != nil || prev.TimelockTx != nil {
 			return fmt.Errorf("%w: the journal %s belongs to a deployment of %q started with other inputs (compose, env keys or KMS options changed) that already deployed AppAuth %s; restore the inputs to resume it, or re-run with --fresh to start a new deployment",
 				ErrInvalidConfig, d.path, d.cfg.Name, describeApp(prev))
 		}
@@ -254,10 +270,13 @@ func (d *run) openJournal() error {
 }
 
 func describeApp(j *Journal) string {
-	if j.App != nil {
+	switch {
+	case j.App != nil:
 		return j.App.AppID
+	case j.DeployTx != nil:
+		return "(transaction " + j.DeployTx.Hash + ")"
 	}
-	return "(transaction " + j.DeployTx.Hash + ")"
+	return "(its timelock, transaction " + j.TimelockTx.Hash + ")"
 }
 
 // save journals the current state, then runs the AfterStep hook.
@@ -535,6 +554,9 @@ func (d *run) deployConfig(kmsAddr common.Address) (deployer.DeployAppConfig, er
 	}
 	if cfg.Owner == (common.Address{}) {
 		cfg.Owner = d.Signer.Address()
+	}
+	if t := d.j.Timelock; t != nil {
+		cfg.Owner = common.HexToAddress(t.Address)
 	}
 	hash, err := hexBytes32(p.ComposeHash)
 	if err != nil {

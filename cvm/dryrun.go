@@ -118,6 +118,13 @@ func (r *Runner) dryRunResult(ctx context.Context, cfg Config, in *inputs) (*Dry
 				return nil, err
 			}
 		}
+		if cfg.Timelock != nil {
+			tc := d.timelockConfig()
+			out.Review.OwnerKind = OwnerTimelock
+			w := fmt.Sprintf("--timelock: a TimelockController (delay %ds, proposer %s, open execution, no admin) is deployed first and owns the AppAuth; its ~1.6M gas is not in the estimate, and the simulation used the signer as the owner", tc.MinDelay, tc.Proposers[0].Hex())
+			out.Warnings = append(out.Warnings, w)
+			d.say("warning: %s", w)
+		}
 		if sim.MaxCost != nil {
 			out.EstimatedCostWei = sim.MaxCost.String()
 			out.EstimatedCostETH = deployer.FormatEther(sim.MaxCost)

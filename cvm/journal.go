@@ -37,10 +37,14 @@ type Journal struct {
 	Fingerprint string `json:"fingerprint"`
 
 	Provision *ProvisionStep `json:"provision,omitempty"`
-	DeployTx  *TxStep        `json:"deploy_tx,omitempty"`
-	App       *AppStep       `json:"app,omitempty"`
-	PubKey    *PubKeyStep    `json:"pubkey,omitempty"`
-	Commit    *CommitStep    `json:"commit,omitempty"`
+	// TimelockTx and Timelock are `deploy --timelock`'s TimelockController
+	// creation, before the AppAuth it will own.
+	TimelockTx *TxStep               `json:"timelock_tx,omitempty"`
+	Timelock   *TimelockDeployedStep `json:"timelock,omitempty"`
+	DeployTx   *TxStep               `json:"deploy_tx,omitempty"`
+	App        *AppStep              `json:"app,omitempty"`
+	PubKey     *PubKeyStep           `json:"pubkey,omitempty"`
+	Commit     *CommitStep           `json:"commit,omitempty"`
 	// ComposeRead, Approve and Approved are approve-after-read's steps
 	// (Revoke after-commit's on a violation); Restarted is set once the
 	// CVM refused at first boot was restarted.
@@ -95,6 +99,17 @@ type Reprovision struct {
 	// journaled one for an on-chain app, or the commit was refused).
 	ComposeHash string `json:"compose_hash"`
 	Via         string `json:"provisioned_via,omitempty"`
+}
+
+// TimelockDeployedStep records the TimelockController deployed to own the
+// AppAuth, read from the receipt.
+type TimelockDeployedStep struct {
+	Address     string `json:"address"`
+	Delay       uint64 `json:"delay"`
+	Proposer    string `json:"proposer"`
+	TxHash      string `json:"tx_hash"`
+	BlockNumber uint64 `json:"block_number"`
+	GasUsed     uint64 `json:"gas_used"`
 }
 
 // ComposeReadStep records the committed app-compose read back and checked.

@@ -3,6 +3,7 @@ package cvm
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 
@@ -123,9 +124,10 @@ func (u *update) fillReviewChain(ctx context.Context, info *deployer.AppInfo) {
 // the review page: an account without code is a key (EOA); one with code
 // is a contract.
 //
-// HOOK (issue 8): the owner routing's Safe and timelock detection (a
-// deployer function) belongs here: return OwnerSafe with "N of M owners",
-// or OwnerTimelock with its minimum delay, instead of OwnerContract.
+// A TimelockController is OwnerTimelock with its minimum delay.
+// HOOK (issue 8): the owner routing's Safe detection (a deployer function)
+// belongs here: return OwnerSafe with "N of M owners" instead of
+// OwnerContract.
 func ownerKind(ctx context.Context, chain *deployer.Client, owner common.Address) (kind, detail string, err error) {
 	code, err := chain.Eth().CodeAt(ctx, owner, nil)
 	if err != nil {
@@ -133,6 +135,19 @@ func ownerKind(ctx context.Context, chain *deployer.Client, owner common.Address
 	}
 	if len(code) == 0 {
 		return OwnerEOA, "", nil
+	}
+	if ok, err := chain.IsTimelock(ctx, owner); err != nil {
+		return "", "", fmt.Errorf("read the owner %s: %w", owner.Hex(), err)
+	} else if ok {
+		st, err := chain.TimelockOpState(ctx, owner, common.Hash{}, common.Address{})
+		if err != nil {
+			return "", "", fmt.Errorf("read timelock %s: %w", owner.Hex(), err)
+		}
+		exec := "only its executors may execute"
+		if st.OpenExecution {
+			exec = "anyone may execute"
+		}
+		return OwnerTimelock, fmt.Sprintf("minimum delay %s; %s", time.Duration(st.MinDelay)*time.Second, exec), nil
 	}
 	return OwnerContract, fmt.Sprintf("%d bytes of code", len(code)), nil
 }

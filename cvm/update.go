@@ -4,12 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/common/hexutil"
 
 	"github.com/cvmdeploy/cvmdeploy/deployer"
 	"github.com/cvmdeploy/cvmdeploy/kms"
@@ -51,6 +50,16 @@ type UpdateConfig struct {
 	ComposeCheck string
 	// Fresh forgets the journal of an earlier, unfinished run of this update.
 	Fresh bool
+	// WaitApproval follows the chain until an owner that is not the signer
+	// (a Safe, a timelock) has allowed the hash and device, executing a
+	// ready timelock operation itself, then commits; WaitTimeout bounds it
+	// (0: only the context does). Without it such an owner ends the run
+	// with ErrApprovalPending.
+	WaitApproval bool
+	WaitTimeout  time.Duration
+	// PollInterval is how often the chain is read while waiting (0:
+	// DefaultApprovalPoll).
+	PollInterval time.Duration
 }
 
 // UpdateResult is the outcome of an update.
@@ -69,6 +78,13 @@ type UpdateResult struct {
 	Owner string `json:"owner,omitempty"`
 	// SafeProposal is set when the calls were proposed to the owner's Safe.
 	SafeProposal *SafeProposalResult `json:"safe_proposal,omitempty"`
+	// Approver must act when it is not the owner: a timelock's proposer.
+	Approver string `json:"approver,omitempty"`
+	// ApprovalTxHash is the transaction that allowed the hash (the last
+	// owner call, or the log's transaction when another account made it).
+	ApprovalTxHash string `json:"approval_tx_hash,omitempty"`
+	// Timelock is the operation through a timelock owner.
+	Timelock *TimelockStatus `json:"timelock,omitempty"`
 	// KMSTrust and ComposeVerified say how the KMS and the new compose hash
 	// were established (see Result).
 	KMSTrust        string `json:"kms_trust,omitempty"`
@@ -108,6 +124,8 @@ type update struct {
 	cur     *phala.CVM
 	chain   *deployer.Client
 	app     common.Address
+	// sentPatch is the last PATCH body sent (the env in it encrypted).
+	sentPatch *phala.PatchCVMRequest
 }
 
 // Update changes a CVM's compose and/or env as journaled steps: read the
@@ -155,9 +173,19 @@ func (r *Runner) Update(ctx context.Context, cfg UpdateConfig) (*UpdateResult, e
 			return u.res, err
 		}
 		u.fillReviewChain(ctx, info)
+		if err := u.handOverPrepared(ctx, calls); err != nil {
+			return u.res, err
+		}
+		if err := u.planTimelock(ctx, calls, info.Owner); err != nil {
+			return u.res, err
+		}
 		u.res.CommitToken = u.j.Prepared.CommitToken
 		u.res.Status = "prepared"
-		u.say("✓ prepared: have the owner (%s) execute %d call(s) on %s, then run commit-update with the token (or re-run this update)", info.Owner.Hex(), len(calls), u.app.Hex())
+		who := "the owner (" + info.Owner.Hex() + ")"
+		if u.res.Approver != "" {
+			who = "the timelock's proposer (" + u.res.Approver + ")"
+		}
+		u.say("✓ prepared: have %s make %d call(s), then run commit-update --cvm %s (--wait-approval waits for them) or with the token", who, len(u.res.OnChain), u.cfg.CVM)
 		return u.res, nil
 	}
 	if err := u.approve(ctx); err != nil {
@@ -179,6 +207,9 @@ func (r *Runner) newUpdate(cfg UpdateConfig) (*update, error) {
 	}
 	if err := cfg.Tx.Check(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if cfg.PrepareOnly && cfg.WaitApproval {
+		return nil, fmt.Errorf("%w: --prepare-only stops before the approval and --wait-approval waits for it: drop one (finish a prepared update with commit-update --wait-approval)", ErrInvalidConfig)
 	}
 	if err := checkComposeMode(cfg.ComposeCheck); err != nil {
 		return nil, err
@@ -357,6 +388,7 @@ func (u *update) prepare(ctx context.Context) error {
 		return u.save(UpdateStepAccepted)
 	}
 	u.j.Prepared = &UpdatePrepared{ComposeHash: reg.ComposeHash, DeviceID: reg.DeviceID, AppID: reg.AppID, CommitToken: reg.CommitToken}
+	u.j.Patch = u.sentPatch
 	u.fillPrepared()
 	u.say("✓ prepared: new compose hash %s", shortHex(reg.ComposeHash))
 	return u.save(UpdateStepPrepare)
@@ -379,6 +411,13 @@ func (u *update) send(ctx context.Context) (*phala.ComposeHashRegistrationRequir
 		u.say("✓ env encrypted locally (%d variables)", len(u.env))
 	}
 	u.say("→ preparing the update of CVM %s", u.cfg.CVM)
+	return u.sendPatch(ctx, patch)
+}
+
+// sendPatch sends a prepared PATCH and checks that a 465 names this CVM's
+// app and KMS.
+func (u *update) sendPatch(ctx context.Context, patch phala.PatchCVMRequest) (*phala.ComposeHashRegistrationRequired, *phala.UpdateAccepted, error) {
+	u.sentPatch = &patch
 	out, err := u.API.UpdateCVM(ctx, u.cfg.CVM, patch, phala.UpdateOptions{PrepareOnly: u.onChain()})
 	if err != nil {
 		return nil, nil, fmt.Errorf("update CVM %s: %w", u.cfg.CVM, err)
@@ -479,201 +518,4 @@ func (u *update) verifyNew() error {
 		}
 	}
 	return fmt.Errorf("%w: the service's new compose hash %s is not the hash of CVM %s's current document with your changes (that is %s): the cloud would run something else; nothing was approved on-chain", ErrComposeRule, p.ComposeHash, u.cfg.CVM, strings.Join(tried[:1], ""))
-}
-
-// neededCalls reads from the chain what is still missing for the prepared
-// hash and device: the chain, not the service's onchain_status, decides
-// what is paid for.
-func (u *update) neededCalls(ctx context.Context) ([]deployer.AppCall, *deployer.AppInfo, error) {
-	p := u.j.Prepared
-	hash, err := hexBytes32(p.ComposeHash)
-	if err != nil {
-		return nil, nil, fmt.Errorf("465 answer compose_hash: %w", err)
-	}
-	q := deployer.AppInfoQuery{App: u.app, ComposeHash: &hash}
-	var device [32]byte
-	if p.DeviceID != "" {
-		if device, err = hexBytes32(p.DeviceID); err != nil {
-			return nil, nil, fmt.Errorf("465 answer device_id: %w", err)
-		}
-		q.DeviceID = &device
-	}
-	info, err := u.chain.AppInfo(ctx, q)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read AppAuth %s: %w", u.app.Hex(), err)
-	}
-	u.res.Owner = info.Owner.Hex()
-	var calls []deployer.AppCall
-	if q.DeviceID != nil && !info.AllowAnyDevice && (info.DeviceAllowed == nil || !*info.DeviceAllowed) {
-		calls = append(calls, deployer.AddDeviceCall(device))
-	}
-	if info.ComposeHashAllowed == nil || !*info.ComposeHashAllowed {
-		calls = append(calls, deployer.AddComposeHashCall(hash))
-	}
-	u.res.OnChain = nil
-	for _, c := range calls {
-		u.res.OnChain = append(u.res.OnChain, OnChainCall{Function: c.Name, To: u.app.Hex(), Data: hexutil.Encode(c.Data)})
-	}
-	return calls, info, nil
-}
-
-// approve is step 4: the missing calls, through the AppAuth's owner
-// (routeOwnerCalls): sent by the signer when it owns the AppAuth, otherwise
-// left to the owner as pending calls.
-func (u *update) approve(ctx context.Context) error {
-	if a := u.j.Approved; a != nil {
-		u.res.Resumed = append(u.res.Resumed, UpdateStepApprove)
-		return nil
-	}
-	if u.j.Calls == nil {
-		u.j.Calls = &OwnerCalls{}
-	} else if u.j.Calls.sent() {
-		u.res.Resumed = append(u.res.Resumed, UpdateStepTx)
-	}
-	var owner common.Address
-	var state *deployer.AppInfo
-	txHash, err := u.routeOwnerCalls(ctx, ownerRequest{
-		chain: u.chain, chainID: u.res.ChainID, app: u.app, tx: u.cfg.Tx,
-		journal: u.j.Calls, save: u.save, step: UpdateStepTx,
-		what: "allow the update's compose hash (and the node's device)",
-		needed: func(ctx context.Context) ([]deployer.AppCall, common.Address, error) {
-			calls, info, err := u.neededCalls(ctx)
-			if err != nil {
-				return nil, common.Address{}, err
-			}
-			owner, state = info.Owner, info
-			return calls, info.Owner, nil
-		},
-	})
-	if state != nil {
-		u.fillReviewChain(ctx, state)
-	}
-	if err != nil {
-		if pe, ok := pendingOf(err); ok {
-			u.res.Status = "awaiting-approval"
-			u.res.Owner = pe.Owner.Hex()
-			u.res.OnChain = pe.Calls
-			u.res.SafeProposal = pe.Safe.Result()
-		}
-		return err
-	}
-	u.res.OnChain = nil
-	for _, m := range u.j.Calls.Mined {
-		u.res.OnChain = append(u.res.OnChain, OnChainCall{Function: m.Function, To: u.app.Hex(), TxHash: m.TxHash})
-	}
-	if p := u.j.Calls.Safe; p != nil && p.ExecTxHash != "" {
-		u.res.OnChain = append(u.res.OnChain, OnChainCall{Function: "execTransaction (" + strings.Join(p.Calls, ", ") + ")", To: p.Safe, TxHash: p.ExecTxHash})
-	}
-	if txHash == "" {
-		u.say("✓ compose hash %s and the device are already allowed on-chain: nothing to send", shortHex(u.j.Prepared.ComposeHash))
-	}
-	u.j.Approved = &ApprovedStep{TxHash: txHash, Owner: owner.Hex()}
-	return u.save(UpdateStepApprove)
-}
-
-// commit is step 5: commit-update with the token, the hash and the
-// transaction that allowed it. A token that expired meanwhile (466) is
-// replaced by preparing again, once, and only if the service answers the
-// same, already approved hash.
-func (u *update) commit(ctx context.Context) error {
-	if u.j.Committed != "" {
-		u.res.Resumed = append(u.res.Resumed, UpdateStepCommit)
-		u.res.CorrelationID = u.j.Committed
-		return nil
-	}
-	p := u.j.Prepared
-	txHash := phala.AlreadyRegistered
-	if u.j.Approved != nil && u.j.Approved.TxHash != "" {
-		txHash = u.j.Approved.TxHash
-	}
-	u.say("→ committing the update")
-	out, err := u.API.CommitUpdate(ctx, u.cfg.CVM, phala.CommitUpdateRequest{Token: p.CommitToken, ComposeHash: p.ComposeHash, TransactionHash: txHash})
-	if errors.Is(err, phala.ErrHashExpired) {
-		if !u.envGive && u.patch.DockerComposeFile == nil && u.patch.PreLaunchScript == nil {
-			return u.commitError(txHash, err)
-		}
-		u.say("… the prepared update expired (466): preparing it again")
-		reg, acc, err2 := u.send(ctx)
-		switch {
-		case err2 != nil:
-			return fmt.Errorf("prepare again after 466: %w", err2)
-		case acc != nil:
-			out, err = &phala.CommitUpdateResponse{CorrelationID: acc.CorrelationID, Status: "accepted"}, nil
-		case reg.ComposeHash != p.ComposeHash:
-			return fmt.Errorf("%w: preparing again after 466 answered compose hash %s, not the approved %s; nothing was committed", ErrComposeRule, reg.ComposeHash, p.ComposeHash)
-		default:
-			p.CommitToken = reg.CommitToken
-			if err := u.save(UpdateStepPrepare); err != nil {
-				return err
-			}
-			out, err = u.API.CommitUpdate(ctx, u.cfg.CVM, phala.CommitUpdateRequest{Token: p.CommitToken, ComposeHash: p.ComposeHash, TransactionHash: txHash})
-		}
-	}
-	if err != nil {
-		return u.commitError(txHash, err)
-	}
-	u.j.Committed = out.CorrelationID
-	u.res.CorrelationID = out.CorrelationID
-	u.say("✓ update committed")
-	return u.save(UpdateStepCommit)
-}
-
-// commitError explains a refused commit-update: what the status means,
-// what to check, and that re-running the same command resumes (the journal
-// keeps the approval, so nothing is sent on-chain twice).
-func (u *update) commitError(txHash string, err error) error {
-	p := u.j.Prepared
-	const resume = "then re-run the same command: it resumes at the commit and sends nothing on-chain twice"
-	switch {
-	case errors.Is(err, phala.ErrHashExpired):
-		return fmt.Errorf("commit the update: the prepared update of CVM %s expired (HTTP 466) and could not be prepared again here; %s (it prepares again, and commits only the same, approved hash 0x%s): %w", u.cfg.CVM, resume, p.ComposeHash, err)
-	case errors.Is(err, phala.ErrTxVerificationFailed):
-		return fmt.Errorf("commit the update: the service could not verify that transaction %s added compose hash 0x%s on AppAuth %s (HTTP 467): check the transaction on an explorer (mined? on chain %d? from the owner?), %s: %w", txHash, p.ComposeHash, u.app.Hex(), u.res.ChainID, resume, err)
-	case errors.Is(err, phala.ErrHashNotOnChain):
-		check := fmt.Sprintf("cvmdeploy app info --app-id %s --compose-hash 0x%s", u.app.Hex(), p.ComposeHash)
-		if p.DeviceID != "" {
-			check += " --device-id 0x" + p.DeviceID
-		}
-		return fmt.Errorf("commit the update: the service finds compose hash 0x%s (or the node's device) not allowed on-chain for AppAuth %s (HTTP 468): check with `%s`; if the owner has not executed the calls yet, wait until they are, %s: %w", p.ComposeHash, u.app.Hex(), check, resume, err)
-	}
-	return fmt.Errorf("commit the update: %w", err)
-}
-
-// finish waits for the CVM when asked, and closes the journal: a finished
-// update is not resumed by the next one.
-func (u *update) finish(ctx context.Context) error {
-	if u.j.Committed != "" || u.j.Accepted != "" {
-		u.res.Status = "accepted"
-		if u.path != "" {
-			if err := u.Journals.Remove(u.path); err != nil {
-				return err
-			}
-			u.res.Journal = ""
-		}
-	}
-	if !u.cfg.Wait {
-		return nil
-	}
-	st, err := u.WaitRunning(ctx, u.cfg.CVM)
-	if st.Status != "" {
-		u.res.Status = st.Status
-	}
-	return err
-}
-
-func appAddress(id string) (common.Address, error) {
-	n, err := phala.NormalizeAppID(id)
-	if err != nil {
-		return common.Address{}, fmt.Errorf("app id %q: %w", id, err)
-	}
-	return common.HexToAddress("0x" + n), nil
-}
-
-// CommitUpdate finishes a prepared update once its on-chain calls are done
-// (by a multisig, typically): POST /cvms/{id}/commit-update.
-func (r *Runner) CommitUpdate(ctx context.Context, cvmID, token, composeHash, txHash string) (*phala.CommitUpdateResponse, error) {
-	if cvmID == "" || token == "" || composeHash == "" || txHash == "" {
-		return nil, fmt.Errorf("%w: commit-update needs --cvm, --token, --compose-hash and --transaction-hash", ErrInvalidConfig)
-	}
-	return r.API.CommitUpdate(ctx, cvmID, phala.CommitUpdateRequest{Token: token, ComposeHash: composeHash, TransactionHash: txHash})
 }

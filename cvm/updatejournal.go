@@ -3,6 +3,8 @@ package cvm
 import (
 	"fmt"
 	"time"
+
+	"github.com/cvmdeploy/cvmdeploy/phala"
 )
 
 // UpdateJournal is what an update has done so far, written atomically
@@ -20,6 +22,10 @@ type UpdateJournal struct {
 
 	Base     *UpdateBase     `json:"base,omitempty"`
 	Prepared *UpdatePrepared `json:"prepared,omitempty"`
+	// Patch is the PATCH body that was prepared (compose file, pre-launch
+	// script, env keys and the env encrypted to the app's key, never in
+	// clear): commit-update sends it again if the prepared update expires.
+	Patch *phala.PatchCVMRequest `json:"patch,omitempty"`
 	// Accepted is the correlation id of an update applied at once.
 	Accepted string `json:"accepted,omitempty"`
 	// Verified is how the prepared hash was established (read, unchecked).

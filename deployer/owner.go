@@ -31,8 +31,9 @@ type OwnerInfo struct {
 	Delegation *common.Address `json:"delegation,omitempty"`
 	// Safe is set when Kind is safe.
 	Safe *SafeOwner `json:"safe,omitempty"`
-	// The timelock half of issue 10 adds its fields here (min delay, open
-	// execution, proposers), filled by describeTimelock.
+	// Timelock is set when Kind is timelock: min delay, open execution and
+	// the role holders.
+	Timelock *TimelockInfo `json:"timelock,omitempty"`
 }
 
 // SafeOwner is a Safe read from the chain.

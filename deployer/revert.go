@@ -22,7 +22,7 @@ var (
 // to, keyed by selector; built once from the bindings' ABIs.
 var knownErrors = sync.OnceValue(func() map[[4]byte]abi.Error {
 	m := map[[4]byte]abi.Error{}
-	for _, md := range []*abi.ABI{abiOf(&bindings.DstackKmsMetaData), abiOf(&bindings.DstackAppMetaData), abiOf(&bindings.ERC1967ProxyMetaData)} {
+	for _, md := range []*abi.ABI{abiOf(&bindings.DstackKmsMetaData), abiOf(&bindings.DstackAppMetaData), abiOf(&bindings.ERC1967ProxyMetaData), abiOf(&bindings.TimelockControllerMetaData)} {
 		for _, e := range md.Errors {
 			var sel [4]byte
 			copy(sel[:], e.ID[:4])
@@ -45,7 +45,7 @@ func abiOf(md metaData) *abi.ABI {
 
 // DecodeRevert turns revert data into a readable reason: the message of
 // Error(string), the meaning of Panic(uint256), or a custom error of the KMS,
-// App or proxy contracts with its arguments (e.g.
+// App, proxy or timelock contracts with its arguments (e.g.
 // "OwnableUnauthorizedAccount(0xabc…)"). Unknown data is shown as hex.
 func DecodeRevert(data []byte) string {
 	switch {

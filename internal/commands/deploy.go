@@ -85,7 +85,7 @@ func deployCommand() *cli.Command {
 		&cli.BoolFlag{Name: "disable-upgrades", Usage: "make the AppAuth contract non-upgradeable"},
 		&cli.BoolFlag{Name: "require-tcb-up-to-date", Usage: "only boot on nodes whose TCB status is UpToDate (6-argument factory)"},
 		&cli.BoolFlag{Name: "wait", Usage: "wait until the CVM runs (or fails to boot)"},
-		&cli.StringFlag{Name: "wait-timeout", Value: "10m", Usage: "how long --wait waits"},
+		&cli.StringFlag{Name: "wait-timeout", Value: "10m", Usage: "how long --wait (and --wait-approval) waits"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "provision, simulate the AppAuth deployment and encrypt, but send no transaction and commit nothing (with --batch: every app, each app's id in batch order and the batch's total cost)"},
 		&cli.BoolFlag{Name: "fresh", Usage: "forget the journal of an earlier run of this deployment and start over"},
 		&cli.StringFlag{Name: "journal-dir", EnvVars: []string{"CVMDEPLOY_STATE_DIR"}, Usage: "where deployment journals live (default ~/.local/state/cvmdeploy)"},
@@ -94,6 +94,8 @@ func deployCommand() *cli.Command {
 		&cli.BoolFlag{Name: "dev", Usage: "deploy on a throwaway local testnet started in-process (embedded chain + local cloud): no account, no key, nothing to install"},
 	}
 	flags = append(flags, composeCheckFlag(), safeFileFlag(), reviewFlag("the deployment, with --dry-run"))
+	flags = append(flags, timelockFlags()...)
+	flags = append(flags, waitApprovalFlags(false)...)
 	flags = withCommon(flags, envFlags(), trustFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags(), safeRoutingFlags())
 	return &cli.Command{
 		Name:  "deploy",
@@ -266,7 +268,7 @@ func runDeploy(c *cli.Context) error {
 		return errors.Join(printResult(c, doc), reviewErr)
 	}
 	res, err := r.Deploy(c.Context, cfg)
-	if err != nil && res != nil && len(res.PendingCalls) > 0 {
+	if err != nil && res != nil && (len(res.PendingCalls) > 0 || errors.Is(err, cvm.ErrApprovalPending)) {
 		// The owner must act: the result (with the calls) goes to stdout and
 		// the calls into a Safe Transaction Builder file, then the error.
 		if perr := printPending(c, res); perr != nil {
@@ -358,6 +360,9 @@ func deployConfigFromFlags(c *cli.Context, withTx bool) (cvm.Config, error) {
 		return cfg, &UsageError{Err: fmt.Errorf("--wait-timeout %q: want a duration such as 10m", c.String("wait-timeout"))}
 	}
 	cfg.WaitTimeout = d
+	if err := applyGovernanceFlags(c, &cfg); err != nil {
+		return cfg, err
+	}
 	if cfg.Tx, err = txOptionsFromFlags(c, nil); err != nil {
 		return cfg, err
 	}
@@ -430,13 +435,22 @@ func printDeployResult(c *cli.Context, res *cvm.Result) error {
 	if res.RevokeTxHash != "" {
 		r.set("revoke_tx_hash", res.RevokeTxHash)
 	}
-	if res.Owner != "" && len(res.PendingCalls) > 0 {
+	if res.TimelockAddress != "" {
+		r.set("timelock_address", res.TimelockAddress)
+		r.set("timelock_delay", res.TimelockDelay)
+		r.set("timelock_tx_hash", res.TimelockTxHash)
+	}
+	if res.Owner != "" && (len(res.PendingCalls) > 0 || res.TimelockAddress != "" || res.Timelock != nil) {
 		r.set("owner", res.Owner)
+	}
+	if res.Approver != "" {
+		r.set("approver", res.Approver)
 	}
 	if len(res.PendingCalls) > 0 {
 		r.set("pending_calls", callList(res.PendingCalls))
 	}
 	setSafeProposal(r, res.SafeProposal)
+	setTimelockFields(r, res.Timelock)
 	if res.Attestation != "" {
 		r.set("attestation", res.Attestation)
 	}

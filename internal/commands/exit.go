@@ -101,6 +101,7 @@ var exitTable = []exitRule{
 	{ExitVerify, is(cvm.ErrKMSRootMismatch)},
 	{ExitVerify, is(cvm.ErrDeviceMismatch)},
 	{ExitVerify, is(cvm.ErrChainMismatch)},
+	{ExitVerify, is(cvm.ErrOwnerState)}, // an executed approval the chain contradicts
 	{ExitVerify, is(deployer.ErrPreflight)},
 	{ExitVerify, func(_ context.Context, err error) bool { return kms.IsVerifyFailure(err) }},
 	{ExitVerify, as[*kms.ComposeHashMismatchError]()},

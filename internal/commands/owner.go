@@ -33,8 +33,18 @@ func setOwnerInfo(r *result, o *deployer.OwnerInfo) {
 		} else {
 			r.note("safe_singleton", "not a canonical v1.4.1 singleton")
 		}
-	// case deployer.OwnerTimelock: the timelock half of issue 10 prints its
-	// fields here (min delay, open execution, proposers).
+	case deployer.OwnerTimelock:
+		tl := o.Timelock
+		exec := "only its executors execute"
+		if tl.OpenExecution {
+			exec = "anyone executes"
+		}
+		r.note("owner_kind", fmt.Sprintf("an OpenZeppelin TimelockController: its proposers schedule each change, %s after %ds", exec, tl.MinDelay))
+		r.set("timelock_min_delay", tl.MinDelay).
+			set("timelock_open_execution", tl.OpenExecution).
+			set("timelock_proposers", addressList(tl.Proposers)).
+			set("timelock_executors", addressList(tl.Executors)).
+			set("timelock_admins", addressList(tl.Admins))
 	case deployer.OwnerContract:
 		r.note("owner_kind", "a contract that is neither a Safe nor a timelock cvmdeploy knows")
 	}

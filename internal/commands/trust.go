@@ -82,9 +82,15 @@ func printPending(c *cli.Context, res *cvm.Result) error {
 	if res.SafeProposal != nil {
 		return printDeployResult(c, res) // the calls wait in the Safe's queue
 	}
-	if err := writeSafeFile(c, res.ChainID, res.Owner, "cvmdeploy: "+res.PendingCalls[0].Function+" for "+res.Name,
-		"Owner-only call(s) for the AppAuth of "+res.Name+". After executing, re-run the same cvmdeploy command to finish.", res.PendingCalls); err != nil {
-		return err
+	if len(res.PendingCalls) > 0 {
+		safe := res.Owner
+		if res.Approver != "" {
+			safe = res.Approver // a timelock's proposer schedules
+		}
+		if err := writeSafeFile(c, res.ChainID, safe, "cvmdeploy: "+res.PendingCalls[0].Function+" for "+res.Name,
+			"Owner-only call(s) for the AppAuth of "+res.Name+". After executing, re-run the same cvmdeploy command to finish.", res.PendingCalls); err != nil {
+			return err
+		}
 	}
 	return printDeployResult(c, res)
 }

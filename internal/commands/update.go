@@ -29,6 +29,7 @@ func updateCommand() *cli.Command {
 		&cli.StringFlag{Name: "journal-dir", EnvVars: []string{"CVMDEPLOY_STATE_DIR"}, Usage: "where journals live (default ~/.local/state/cvmdeploy)"},
 		reviewFlag("the update (written once it is prepared, also when it waits for the owner or is applied)"),
 	}
+	flags = append(flags, waitApprovalFlags(true)...)
 	flags = withCommon(flags, envFlags(), trustFlags(), apiFlags(), rpcFlags(), signerFlags(), txFlags(), safeRoutingFlags())
 	return &cli.Command{
 		Name:  "update",
@@ -42,6 +43,10 @@ is already allowed on-chain is not sent again, and a re-run resumes without
 approving or committing twice. An env-only update that keeps the key set
 needs no transaction. --prepare-only prints the commit token and the calls for
 a multisig; finish with 'cvmdeploy commit-update' or by re-running the update.
+When the AppAuth's owner is a TimelockController, the calls are scheduled as
+one operation (by the signer when it is a proposer, else printed for the
+proposer) and exit 10 says "still waiting" until its ETA; re-run after it (or
+pass --wait-approval) to execute it and commit.
 --review FILE writes a self-contained HTML page of the update for the people
 who approve it (compose diff, env names, decoded calls, owner, on-chain status).
 
@@ -66,6 +71,13 @@ func runUpdate(c *cli.Context) error {
 		Fresh:                       c.Bool("fresh"),
 	}
 	cfg.EnvFiles, cfg.EnvFlags = envInputs(c)
+	var err error
+	if cfg.WaitApproval, cfg.PollInterval, err = approvalFromFlags(c); err != nil {
+		return err
+	}
+	if cfg.WaitTimeout, err = waitTimeout(c); err != nil {
+		return err
+	}
 	var safe common.Address
 	if s := c.String("safe"); s != "" {
 		if !cfg.PrepareOnly {
@@ -83,7 +95,6 @@ func runUpdate(c *cli.Context) error {
 	if cfg.PrepareOnly && c.Bool("safe-propose") {
 		return &UsageError{Err: errors.New("--safe-propose proposes the calls to the Safe, --prepare-only stops before them: use one of them")}
 	}
-	var err error
 	if cfg.Tx, err = txOptionsFromFlags(c, nil); err != nil {
 		return err
 	}
@@ -106,8 +117,8 @@ func runUpdate(c *cli.Context) error {
 	res, err := s.runner.Update(c.Context, cfg)
 	if err != nil {
 		if res != nil && errors.Is(err, cvm.ErrApprovalPending) {
-			if safe == (common.Address{}) && common.IsHexAddress(res.Owner) {
-				safe = common.HexToAddress(res.Owner)
+			if safe == (common.Address{}) {
+				safe = approverOf(res)
 			}
 			if perr := printUpdate(c, res, safe); perr != nil {
 				return errors.Join(err, perr)
@@ -131,7 +142,11 @@ func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) err
 		for i, oc := range res.OnChain {
 			calls[i] = safetx.Call{To: common.HexToAddress(oc.To), Data: common.FromHex(oc.Data)}
 		}
-		b, err := safetx.New(res.ChainID, safe, "cvmdeploy: allow compose hash "+res.ComposeHash[:12], "Allows the new compose hash of CVM "+res.CVMID+" on its AppAuth. Then run: cvmdeploy commit-update --cvm "+res.CVMID+" --token <token> --compose-hash "+res.ComposeHash+" --transaction-hash <safe tx hash>", time.Now(), calls...)
+		desc := "Allows the new compose hash of CVM " + res.CVMID + " on its AppAuth. Then run: cvmdeploy commit-update --cvm " + res.CVMID + " --wait-approval on the machine that prepared it, or with --token <token> --compose-hash " + res.ComposeHash + " --transaction-hash <tx hash>"
+		if res.Timelock != nil {
+			desc = "Schedules the allowing of the new compose hash of CVM " + res.CVMID + " on timelock " + res.Timelock.Address + " (operation " + res.Timelock.OperationID + "). After its delay, run: cvmdeploy commit-update --cvm " + res.CVMID + " --wait-approval"
+		}
+		b, err := safetx.New(res.ChainID, safe, "cvmdeploy: allow compose hash "+res.ComposeHash[:12], desc, time.Now(), calls...)
 		if err != nil {
 			return err
 		}
@@ -164,6 +179,13 @@ func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) err
 	if res.Owner != "" {
 		r.set("owner", res.Owner)
 	}
+	if res.Approver != "" {
+		r.set("approver", res.Approver)
+	}
+	if res.ApprovalTxHash != "" {
+		r.set("approval_tx_hash", res.ApprovalTxHash)
+	}
+	setTimelockFields(r, res.Timelock)
 	if res.CorrelationID != "" {
 		r.set("correlation_id", res.CorrelationID)
 	}
@@ -193,35 +215,6 @@ func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) err
 		r.set("review_page", page)
 	}
 	return errors.Join(printResult(c, r), reviewErr)
-}
-
-func commitUpdateCommand() *cli.Command {
-	flags := []cli.Flag{
-		&cli.StringFlag{Name: "cvm", Usage: "the CVM (required)"},
-		&cli.StringFlag{Name: "token", Usage: "the commit token from update --prepare-only (required)"},
-		&cli.StringFlag{Name: "compose-hash", Usage: "the compose hash that was allowed on-chain (required)"},
-		&cli.StringFlag{Name: "transaction-hash", Usage: "the transaction that allowed it, or already-registered (required)"},
-	}
-	flags = withCommon(flags, apiFlags())
-	return &cli.Command{
-		Name:   "commit-update",
-		Usage:  "finish an update prepared with update --prepare-only, once the multisig executed the on-chain calls",
-		Flags:  flags,
-		Action: runCommitUpdate,
-	}
-}
-
-func runCommitUpdate(c *cli.Context) error {
-	api, err := apiClient(c)
-	if err != nil {
-		return err
-	}
-	r := &cvm.Runner{API: api}
-	out, err := r.CommitUpdate(c.Context, c.String("cvm"), c.String("token"), c.String("compose-hash"), c.String("transaction-hash"))
-	if err != nil {
-		return err
-	}
-	return printResult(c, newResult().set("cvm_id", c.String("cvm")).set("correlation_id", out.CorrelationID).set("status", out.Status))
 }
 
 func provisionCommand() *cli.Command {
