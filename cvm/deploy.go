@@ -108,7 +108,7 @@ type Result struct {
 	PendingCalls []OnChainCall `json:"pending_calls,omitempty"`
 	// SafeProposal is set when those calls were proposed to the owner's Safe.
 	SafeProposal *SafeProposalResult `json:"safe_proposal,omitempty"`
-	Approver     string        `json:"approver,omitempty"`
+	Approver     string              `json:"approver,omitempty"`
 	// Attestation says whether the running CVM's attested app-compose hashes
 	// to the allowed hash: matches, not-public or unavailable.
 	Attestation string   `json:"attestation,omitempty"`

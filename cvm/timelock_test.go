@@ -58,7 +58,7 @@ func (e *env) advance(t *testing.T, secs uint64) {
 	}
 }
 
-func (e *env) nonce(t *testing.T, a common.Address) uint64 {
+func (e *env) nonceOf(t *testing.T, a common.Address) uint64 {
 	t.Helper()
 	n, err := e.eth.NonceAt(context.Background(), a, nil)
 	if err != nil {
@@ -135,7 +135,7 @@ func TestDeployWithTimelockOwner(t *testing.T) {
 		t.Fatalf("app owner %v, %v; want the timelock %s", app.Owner, err, res.TimelockAddress)
 	}
 	// One timelock: the resumed run awaited the journaled creation.
-	if n := e.nonce(t, e.ln.DevAccount.Address); n != 2 {
+	if n := e.nonceOf(t, e.ln.DevAccount.Address); n != 2 {
 		t.Fatalf("the user's account sent %d transactions, want 2 (timelock, AppAuth)", n)
 	}
 }
@@ -168,7 +168,7 @@ func TestTimelockUpdate(t *testing.T) {
 	if up.Review == nil || up.Review.OwnerKind != cvm.OwnerTimelock || !strings.Contains(up.Review.OwnerDetail, "minimum delay 1m0s; anyone may execute") {
 		t.Fatalf("review owner %+v", up.Review)
 	}
-	sent := e.nonce(t, proposer.Address())
+	sent := e.nonceOf(t, proposer.Address())
 	// One schedule of addComposeHash (the node's device was allowed at
 	// deployment).
 	if sent != 1 || e.scheduledCalls(t, res.TimelockAddress) != 1 || len(up.Timelock.Calls) != 1 || up.Timelock.Calls[0].Function != "addComposeHash" {
@@ -180,7 +180,7 @@ func TestTimelockUpdate(t *testing.T) {
 	if _, err := r.Update(context.Background(), cfg); !errors.As(err, &pe) || pe.Timelock.State != deployer.OpWaiting || pe.Timelock.OperationID.Hex() != up.Timelock.OperationID {
 		t.Fatalf("re-run before the ETA: %v", err)
 	}
-	if n := e.nonce(t, proposer.Address()); n != sent || e.scheduledCalls(t, res.TimelockAddress) != 1 {
+	if n := e.nonceOf(t, proposer.Address()); n != sent || e.scheduledCalls(t, res.TimelockAddress) != 1 {
 		t.Fatalf("re-run before the ETA sent something: nonce %d", n)
 	}
 
@@ -200,7 +200,7 @@ func TestTimelockUpdate(t *testing.T) {
 	if err != nil || cur.ComposeHash == nil || *cur.ComposeHash != done.ComposeHash || cur.Status != "running" {
 		t.Fatalf("CVM after the update: %v, %v", cur, err)
 	}
-	if n := e.nonce(t, proposer.Address()); n != sent+1 {
+	if n := e.nonceOf(t, proposer.Address()); n != sent+1 {
 		t.Fatalf("proposer nonce %d, want %d (schedule, execute)", n, sent+1)
 	}
 }
@@ -218,7 +218,7 @@ func TestCommitUpdateWaitsForTimelock(t *testing.T) {
 	// For a timelock owner the calls handed out are the operation's
 	// schedule on the timelock; nothing was sent.
 	if err != nil || prep.Status != "prepared" || len(prep.OnChain) != 1 || prep.OnChain[0].Function != "schedule" || prep.OnChain[0].To != res.TimelockAddress ||
-		prep.Timelock == nil || prep.Timelock.State != deployer.OpUnset || e.nonce(t, e.ln.DevAccount.Address) != 2 {
+		prep.Timelock == nil || prep.Timelock.State != deployer.OpUnset || e.nonceOf(t, e.ln.DevAccount.Address) != 2 {
 		t.Fatalf("prepare-only: %+v (timelock %+v), %v", prep, prep.Timelock, err)
 	}
 	// Another process (the proposer's own tooling) schedules the call in
@@ -254,7 +254,7 @@ func TestCommitUpdateWaitsForTimelock(t *testing.T) {
 	if f.res.Status != "running" || f.res.ComposeHash != prep.ComposeHash || f.res.ApprovalTxHash != exec.TxHash.Hex() {
 		t.Fatalf("result %+v; want approval %s", f.res, exec.TxHash.Hex())
 	}
-	if n := e.nonce(t, e.ln.DevAccount.Address); n != 2 {
+	if n := e.nonceOf(t, e.ln.DevAccount.Address); n != 2 {
 		t.Fatalf("the waiting user sent %d transactions beyond the deployment's 2", n-2)
 	}
 	// The journal is closed: a second finish has nothing to do.
@@ -297,12 +297,12 @@ func TestTimelockStaleOperation(t *testing.T) {
 	if _, err := c.SendTimelockCall(context.Background(), e.outsider(t), tl, remove.ExecuteData(), deployer.TxOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	before := e.nonce(t, proposer.Address())
+	before := e.nonceOf(t, proposer.Address())
 	_, err = r.Update(context.Background(), cfg)
 	if !errors.Is(err, cvm.ErrOwnerState) || !strings.Contains(err.Error(), up.Timelock.OperationID) {
 		t.Fatalf("re-run: %v; want ErrOwnerState naming the operation", err)
 	}
-	if n := e.nonce(t, proposer.Address()); n != before {
+	if n := e.nonceOf(t, proposer.Address()); n != before {
 		t.Fatal("something was sent on a contradicting chain")
 	}
 }
@@ -369,7 +369,7 @@ func TestTimelockProposerElsewhere(t *testing.T) {
 	if len(up.OnChain) != 1 || up.OnChain[0].Function != "schedule" || up.OnChain[0].To != res.TimelockAddress || up.Approver != e.proposerSigner(t).Address().Hex() {
 		t.Fatalf("handed-over calls %+v, approver %s", up.OnChain, up.Approver)
 	}
-	if n := e.nonce(t, e.ln.DevAccount.Address); n != 2 {
+	if n := e.nonceOf(t, e.ln.DevAccount.Address); n != 2 {
 		t.Fatalf("the user sent %d transactions beyond the deployment", n-2)
 	}
 	c := e.chainClient(t)
@@ -385,7 +385,7 @@ func TestTimelockProposerElsewhere(t *testing.T) {
 	if err != nil || done.Status != "running" || done.ApprovalTxHash == "" || done.ApprovalTxHash != done.Timelock.ExecuteTx {
 		t.Fatalf("after the ETA: %+v, %v", done, err)
 	}
-	if n := e.nonce(t, e.ln.DevAccount.Address); n != 3 {
+	if n := e.nonceOf(t, e.ln.DevAccount.Address); n != 3 {
 		t.Fatalf("the user sent %d transactions beyond the deployment, want 1 (execute)", n-2)
 	}
 }
