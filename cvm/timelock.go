@@ -38,6 +38,9 @@ type TimelockStep struct {
 	Proposer   string `json:"proposer,omitempty"`
 	ScheduleTx string `json:"schedule_tx,omitempty"`
 	ExecuteTx  string `json:"execute_tx,omitempty"`
+	// SafeSchedule is the schedule call's proposal to the proposer's Safe
+	// (--safe-propose), when a Safe proposes to the timelock.
+	SafeSchedule *OwnerCalls `json:"safe_schedule,omitempty"`
 }
 
 // op rebuilds the operation and checks it against the journaled id.
@@ -207,6 +210,13 @@ func (r *Runner) timelockStep(ctx context.Context, q ownerRequest, timelock comm
 		pending.Calls = []OnChainCall{{Function: name, To: timelock.Hex(), Data: hexutil.Encode(op.ScheduleData(delay))}}
 		if s.Proposer != "" {
 			pending.Approver = common.HexToAddress(s.Proposer)
+			pe, err := r.scheduleThroughSafe(ctx, q, s, timelock, deployer.AppCall{Name: name, Data: op.ScheduleData(delay)}, pending)
+			if err != nil {
+				return false, nil, err
+			}
+			if pe != nil {
+				pending = pe
+			}
 		}
 	case deployer.OpReady:
 		name := "execute"
@@ -288,4 +298,32 @@ func timelockStatus(j *OwnerCalls, err error) *TimelockStatus {
 		out.State = ""
 	}
 	return out
+}
+
+// scheduleThroughSafe proposes a timelock's schedule call to its proposer
+// when that proposer is a Safe and the run proposes to Safes
+// (--safe-propose, or a proposal journaled earlier): the same routeToSafe
+// as an AppAuth's calls, with the timelock as the target. It returns the
+// pending state (the Safe's proposal, with the timelock's operation), or
+// nil when the proposer is not a Safe or nothing is proposed.
+func (r *Runner) scheduleThroughSafe(ctx context.Context, q ownerRequest, s *TimelockStep, timelock common.Address, call deployer.AppCall, pending *ApprovalPendingError) (*ApprovalPendingError, error) {
+	if (!r.Safe.Propose && s.SafeSchedule == nil) || q.noSend {
+		return nil, nil
+	}
+	st, err := r.safeOwnerState(ctx, q.chain, common.HexToAddress(s.Proposer))
+	if err != nil || st == nil {
+		return nil, err
+	}
+	if s.SafeSchedule == nil {
+		s.SafeSchedule = &OwnerCalls{}
+	}
+	sq := q
+	sq.app, sq.journal, sq.what = timelock, s.SafeSchedule, "schedule the timelock operation"
+	perr := r.routeToSafe(ctx, sq, st, []deployer.AppCall{call})
+	pe, ok := pendingOf(perr)
+	if !ok {
+		return nil, perr
+	}
+	pe.Timelock, pe.Approver = pending.Timelock, pending.Approver
+	return pe, nil
 }

@@ -14,12 +14,28 @@ import (
 
 var appABI = sync.OnceValues(bindings.DstackAppMetaData.ParseABI)
 
+var timelockABI = sync.OnceValues(bindings.TimelockControllerMetaData.ParseABI)
+
 // DescribeAppCall renders DstackApp calldata for a person about to sign
-// it, e.g. "addComposeHash(0x91c4…f358)"; ok is false when the data is no
-// DstackApp function or its arguments do not decode.
+// it, e.g. "addComposeHash(0x91c4…f358)", and a TimelockController's calls
+// with the AppAuth calls they carry decoded, e.g. "schedule(0xAPP, 0,
+// addComposeHash(0x91c4…), …)"; ok is false when the data is neither
+// contract's function or its arguments do not decode canonically.
 func DescribeAppCall(data []byte) (string, bool) {
-	a, err := appABI()
-	if err != nil || len(data) < 4 {
+	for _, get := range []func() (*abi.ABI, error){appABI, timelockABI} {
+		a, err := get()
+		if err != nil {
+			continue
+		}
+		if s, ok := describeCall(a, data); ok {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+func describeCall(a *abi.ABI, data []byte) (string, bool) {
+	if len(data) < 4 {
 		return "", false
 	}
 	m, err := a.MethodById(data[:4])
@@ -36,16 +52,37 @@ func DescribeAppCall(data []byte) (string, bool) {
 	}
 	parts := make([]string, len(args))
 	for i, v := range args {
-		switch x := v.(type) {
-		case [32]byte:
-			parts[i] = hexutil.Encode(x[:])
-		case common.Address:
-			parts[i] = x.Hex()
-		case []byte:
-			parts[i] = hexutil.Encode(x)
-		default:
-			parts[i] = fmt.Sprint(x)
-		}
+		parts[i] = describeArg(v)
 	}
 	return m.RawName + "(" + strings.Join(parts, ", ") + ")", true
+}
+
+// describeArg renders one argument; calldata an AppAuth or a timelock
+// would run is shown decoded.
+func describeArg(v any) string {
+	switch x := v.(type) {
+	case [32]byte:
+		return hexutil.Encode(x[:])
+	case common.Address:
+		return x.Hex()
+	case []byte:
+		if s, ok := DescribeAppCall(x); ok {
+			return s
+		}
+		return hexutil.Encode(x)
+	case []common.Address:
+		out := make([]string, len(x))
+		for i, a := range x {
+			out[i] = a.Hex()
+		}
+		return "[" + strings.Join(out, ", ") + "]"
+	case [][]byte:
+		out := make([]string, len(x))
+		for i, b := range x {
+			out[i] = describeArg(b)
+		}
+		return "[" + strings.Join(out, ", ") + "]"
+	default:
+		return fmt.Sprint(x)
+	}
 }

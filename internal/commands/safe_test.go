@@ -307,3 +307,72 @@ func TestSafeAPIKeyFromEnv(t *testing.T) {
 		t.Fatalf("the keyed service holds %+v (%v)", list, err)
 	}
 }
+
+// TestSafeOwnedTimelockEndToEnd: an app born with a 60 s timelock whose
+// only proposer is a 2-of-3 Safe; CI holds a delegate key. update
+// --safe-propose proposes the timelock's schedule call to the Safe (exit
+// 10); two owners confirm and anyone executes it, which schedules the
+// operation; the re-run waits for the ETA (exit 10, nothing sent); once the
+// chain's clock passed it, the same command executes the operation (open
+// execution), commits, and the CVM runs the new compose.
+func TestSafeOwnedTimelockEndToEnd(t *testing.T) {
+	e := newSafeEnv(t)
+	r := runCLI(t, "", e.deployArgs("safe-timelocked", "--timelock", "60", "--timelock-proposer", e.safe)...)
+	if r.code != 0 {
+		t.Fatalf("deploy --timelock with a Safe proposer: exit %d\n%s", r.code, r.stderr)
+	}
+	dep := jsonDoc(t, r)
+	cvmID, tl := dep["cvm_id"].(string), dep["timelock_address"].(string)
+	if r := runAs(t, "", "safe", "delegate", "add", "--safe", e.safe, "--delegate", e.ci.Hex(), "--private-key-file", e.owners[0], "--json"); r.code != 0 {
+		t.Fatalf("safe delegate add: %s", r.stderr)
+	}
+	v2 := filepath.Join(e.dir, "v2.yml")
+	mustWrite(t, v2, flowCompose+"  worker:\n    image: busybox:1.36\n")
+	update := []string{"update", "--cvm", cvmID, "--compose", v2, "--env-file", e.envFile, "--safe-propose", "--wait", "--json"}
+
+	// The release job: the schedule call goes to the Safe.
+	r = runAs(t, e.ciKey, update...)
+	if r.code != commands.ExitPending {
+		t.Fatalf("update: exit %d, want %d\n%s", r.code, commands.ExitPending, r.stderr)
+	}
+	prop := jsonDoc(t, r)
+	h, _ := prop["safe_tx_hash"].(string)
+	if len(h) != 66 || prop["timelock_state"] != "unset" {
+		t.Fatalf("proposal %v\n%s", prop, r.stderr)
+	}
+	for _, i := range []int{0, 1} {
+		sr := runAs(t, "", "safe", "sign", "--safe", e.safe, "--safe-tx-hash", h, "--private-key-file", e.owners[i], "--json")
+		if sr.code != 0 {
+			t.Fatalf("safe sign %d: %s", i, sr.stderr)
+		}
+		if !strings.Contains(sr.stderr, "schedule(") || !strings.Contains(sr.stderr, tl) {
+			t.Errorf("safe sign did not show the schedule call on the timelock:\n%s", sr.stderr)
+		}
+	}
+	if r := runAs(t, e.ciKey, "safe", "exec", "--safe", e.safe, "--safe-tx-hash", h, "--json"); r.code != 0 {
+		t.Fatalf("safe exec: %s", r.stderr)
+	}
+
+	// Scheduled: the re-run waits for the ETA and sends nothing.
+	nonce, _ := e.eth.NonceAt(context.Background(), e.ci, nil)
+	r = runAs(t, e.ciKey, update...)
+	if w := jsonDoc(t, r); r.code != commands.ExitPending || w["timelock_state"] != "waiting" {
+		t.Fatalf("before the ETA: exit %d %v\n%s", r.code, w, r.stderr)
+	}
+	if after, _ := e.eth.NonceAt(context.Background(), e.ci, nil); after != nonce {
+		t.Fatal("a transaction was sent before the ETA")
+	}
+
+	// After the delay: the same command executes, commits, and the CVM runs.
+	e.advance(t, 61)
+	r = runAs(t, e.ciKey, update...)
+	if r.code != 0 {
+		t.Fatalf("after the ETA: exit %d\n%s", r.code, r.stderr)
+	}
+	if done := jsonDoc(t, r); done["status"] != "running" || done["timelock_state"] != "done" {
+		t.Fatalf("finished %v", done)
+	}
+	if doc := cloudGet(t, e.flowEnv, "/cvms/"+cvmID+"/compose_file"); !strings.Contains(doc, "busybox:1.36") {
+		t.Fatalf("the CVM's app-compose lacks the new service: %s", doc)
+	}
+}
