@@ -24,8 +24,8 @@ func init() {
 			Subcommands: []*cli.Command{{
 				Name:  "up",
 				Usage: "start anvil (or an embedded chain, or a fork), deploy the KMS and serve the local cloud until interrupted",
-				Description: "Starts anvil (installed on first use), or with --embedded an in-process go-ethereum dev chain that needs\n" +
-					"nothing but Go; deploys DstackKms with the local KMS root key and OS image; serves the Phala Cloud API\n" +
+				Description: "Starts anvil (installed from npm on first use), or with --embedded an in-process go-ethereum dev chain\n" +
+					"that needs nothing but Go (only in the devchain build: go build -tags devchain); deploys DstackKms with the local KMS root key and OS image; serves the Phala Cloud API\n" +
 					"on 127.0.0.1 under /api/v1. With --fork-url it forks a live chain and takes over the KMS named by\n" +
 					"--kms-contract there (impersonating its owner on the fork). Prints rpc_url, chain_id, kms_contract,\n" +
 					"kms_id, api_prefix, api_key and dev_account, then the export lines (on stderr with --json), and\n" +
@@ -39,7 +39,7 @@ func init() {
 					"                    kms_contract still prints the honest one, rogue_kms_contract the rogue one\n" +
 					"Each lie is logged as msg=adversary on stderr. Never point real deployments at an adversary.",
 				Flags: []cli.Flag{
-					&cli.BoolFlag{Name: "embedded", Usage: "run the in-process go-ethereum dev chain instead of anvil"},
+					&cli.BoolFlag{Name: "embedded", Usage: "run the in-process go-ethereum dev chain instead of anvil (the devchain build only: go build -tags devchain)"},
 					&cli.StringFlag{Name: "fork-url", Usage: "fork this chain with anvil (e.g. a Base or Sepolia RPC) and use its KMS"},
 					&cli.StringFlag{Name: "kms-contract", Usage: "the DstackKms on the forked chain (with --fork-url)"},
 					&cli.StringFlag{Name: "block-time", Usage: "seconds between blocks (e.g. 1 or 0.5); default: a block per transaction"},
@@ -62,12 +62,19 @@ func init() {
 // testnetConfig reads the flags into a LocalnetConfig.
 func testnetConfig(c *cli.Context) (testnet.LocalnetConfig, error) {
 	cfg := testnet.LocalnetConfig{
-		Embedded:  c.Bool("embedded"),
 		ForkURL:   strings.TrimSpace(c.String("fork-url")),
 		ChainID:   c.Uint64("chain-id"),
 		APIKey:    c.String("api-key"),
 		Addr:      c.String("listen"),
 		Adversary: strings.TrimSpace(c.String("adversary")),
+	}
+	if c.Bool("embedded") {
+		if embeddedChain == nil {
+			return cfg, &UsageError{Err: errors.New("--embedded: this cvmdeploy was built without the embedded go-ethereum chain, " +
+				"which would make it three times larger; build it in with -tags devchain (go run -tags devchain . testnet up --embedded), " +
+				"or leave out --embedded to run anvil")}
+		}
+		cfg.Embedded = embeddedChain
 	}
 	if path := c.String("inject-pre-launch"); c.IsSet("inject-pre-launch") {
 		script, err := os.ReadFile(path)
@@ -117,13 +124,18 @@ func testnetUp(c *cli.Context) error {
 	progress := newProgress(c)
 	what := "anvil"
 	switch {
-	case cfg.Embedded:
+	case cfg.Embedded != nil:
 		what = "the embedded chain"
 	case cfg.ForkURL != "":
 		what = "anvil (fork)"
 	}
 	progress.Printf("starting %s, the KMS and the local cloud...", what)
 	start := time.Now()
+	if cfg.Embedded == nil {
+		if cfg.AnvilBinary, err = findAnvil(c, progress); err != nil {
+			return err
+		}
+	}
 	ln, err := testnet.StartLocalnet(c.Context, cfg)
 	if err != nil {
 		return err
