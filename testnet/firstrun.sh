@@ -14,6 +14,8 @@
 # takes minutes on a small machine: run it alone.
 set -euo pipefail
 
+[[ -x /usr/bin/time ]] || { echo "firstrun: needs GNU time at /usr/bin/time (Debian: apt-get install time)" >&2; exit 1; }
+
 repo=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 rev=${1:-HEAD}
 work=$(mktemp -d "${TMPDIR:-/tmp}/cvmdeploy-firstrun.XXXXXX")

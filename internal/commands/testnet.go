@@ -25,10 +25,11 @@ func init() {
 				Name:  "up",
 				Usage: "start anvil (or an embedded chain, or a fork), deploy the KMS and serve the local cloud until interrupted",
 				Description: "Starts anvil (installed from npm on first use), or with --embedded an in-process go-ethereum dev chain\n" +
-					"that needs nothing but Go (only in the devchain build: go build -tags devchain); deploys DstackKms with the local KMS root key and OS image; serves the Phala Cloud API\n" +
-					"on 127.0.0.1 under /api/v1. With --fork-url it forks a live chain and takes over the KMS named by\n" +
-					"--kms-contract there (impersonating its owner on the fork). Prints rpc_url, chain_id, kms_contract,\n" +
-					"kms_id, api_prefix, api_key and dev_account, then the export lines (on stderr with --json), and\n" +
+					"that needs nothing but Go (in the devchain build only: go build -tags devchain); deploys DstackKms with\n" +
+					"the local KMS root key and OS image; serves the Phala Cloud API on 127.0.0.1 under /api/v1. With\n" +
+					"--fork-url it forks a live chain and takes over the KMS named by --kms-contract there (impersonating\n" +
+					"its owner on the fork). Prints rpc_url, chain_id, kms_contract, kms_id, api_prefix, api_key and\n" +
+					"dev_account, then the export lines (on stderr with --json), and\n" +
 					"runs until interrupted. The cloud's event log (on-chain checks, env keys; never values) goes to stderr.\n\n" +
 					"--adversary MODE makes the local cloud lie about exactly one thing, to see cvmdeploy's checks catch it:\n" +
 					"  compose           the stored app-compose gets a service mounting the dstack socket\n" +
