@@ -46,12 +46,18 @@ type proc struct {
 	stdout, stderr string
 }
 
-// run executes the binary with exactly env (plus PATH) in dir.
+// run executes the binary with exactly env (plus PATH, which env may
+// override) in dir.
 func run(t *testing.T, dir string, env []string, args ...string) proc {
+	t.Helper()
+	return runBinary(t, binary, dir, env, args...)
+}
+
+func runBinary(t *testing.T, bin, dir string, env []string, args ...string) proc {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	var out, errb bytes.Buffer
@@ -66,8 +72,9 @@ func run(t *testing.T, dir string, env []string, args ...string) proc {
 	return p
 }
 
-// TestReadmeFirstCommand runs the README's first command on the embedded
-// testnet: nothing but the binary, no account, no key.
+// TestReadmeFirstCommand runs the README's first command on the throwaway
+// testnet (anvil from .tools/, which test.sh installs; a fresh clone installs
+// it on this first run): nothing but the binary, no account, no key.
 func TestReadmeFirstCommand(t *testing.T) {
 	home := t.TempDir()
 	wd, _ := os.Getwd()

@@ -33,6 +33,8 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 go vet ./...
+# The devchain build (the embedded go-ethereum chain linked in) has files of its own.
+go vet -tags devchain ./internal/commands/
 
 echo "==> go test" >&2
 go test -count=1 -timeout 30m ./...

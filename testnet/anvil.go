@@ -61,10 +61,7 @@ type Chain interface {
 	Close() error
 }
 
-var (
-	_ Chain = (*Anvil)(nil)
-	_ Chain = (*DevChain)(nil)
-)
+var _ Chain = (*Anvil)(nil)
 
 // AnvilConfig says how to start anvil. The zero value is an automining chain
 // 31337 with anvil's ten default accounts.
@@ -392,7 +389,7 @@ func (a *Anvil) Stop() error {
 	return a.stopErr
 }
 
-// Close is Stop, so an Anvil is an io.Closer like the embedded DevChain.
+// Close is Stop, so an Anvil is an io.Closer like the embedded devchain.Chain.
 func (a *Anvil) Close() error { return a.Stop() }
 
 // kill ends a process that failed to start properly.
@@ -640,9 +637,10 @@ var anvilBinaryCache struct {
 // AnvilBinary finds an anvil to run, in this order:
 //   - $ANVIL_BIN, when set (an error if it is not an executable file);
 //   - anvil AnvilVersion already installed by install-anvil.sh in the
-//     repository's .tools/anvil (the repository is found from this source
-//     file or by walking up from the working directory to its go.mod), or in
-//     the user cache folder when there is no repository;
+//     repository's .tools/anvil (the repository is the nearest go.mod of this
+//     module at or above the working directory), or in the user cache folder
+//     (e.g. ~/.cache/cvmdeploy/anvil) when the working directory is not in
+//     the repository;
 //   - the same install run now (needs npm; parallel test packages are
 //     serialised by the script's lock file);
 //   - anvil on PATH, whatever its version.
@@ -650,6 +648,12 @@ var anvilBinaryCache struct {
 // A success is cached for the life of the process. Nothing found is
 // ErrAnvilNotFound, with the install failure in the message.
 func AnvilBinary(ctx context.Context) (string, error) {
+	return FindAnvil(ctx, nil)
+}
+
+// FindAnvil is AnvilBinary, telling progress (when not nil) about an install
+// it runs: the install script's and npm's own lines.
+func FindAnvil(ctx context.Context, progress io.Writer) (string, error) {
 	if p := os.Getenv("ANVIL_BIN"); p != "" {
 		if err := checkExecutable(p); err != nil {
 			return "", fmt.Errorf("ANVIL_BIN: %w", err)
@@ -672,7 +676,7 @@ func AnvilBinary(ctx context.Context) (string, error) {
 		anvilBinaryCache.path = installed
 		return installed, nil
 	}
-	path, installErr := InstallAnvil(ctx, dir, nil)
+	path, installErr := InstallAnvil(ctx, dir, progress)
 	if installErr == nil {
 		anvilBinaryCache.path = path
 		return path, nil
@@ -684,8 +688,7 @@ func AnvilBinary(ctx context.Context) (string, error) {
 		anvilBinaryCache.path = p
 		return p, nil
 	}
-	return "", fmt.Errorf("%w: %w; no anvil on PATH either (install Node.js/npm, set ANVIL_BIN, or use the embedded chain)",
-		ErrAnvilNotFound, installErr)
+	return "", fmt.Errorf("%w: %w; no anvil on PATH either", ErrAnvilNotFound, installErr)
 }
 
 // InstallAnvil runs install-anvil.sh (the copy embedded in this package) to
@@ -726,15 +729,11 @@ func anvilInstallDir() (string, error) {
 	return filepath.Join(cache, "cvmdeploy", "anvil"), nil
 }
 
-// repoRoot finds this repository's root: next to this source file when it
-// exists on disk (go test, go run), else the nearest go.mod of this module
-// above the working directory.
+// repoRoot finds this repository's root: the nearest go.mod of this module
+// at or above the working directory (go run and go test run there). It does
+// not look where the source files were compiled: for a binary built by
+// go install that is the read-only module cache.
 func repoRoot() (string, bool) {
-	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		if dir := filepath.Dir(filepath.Dir(file)); isThisModule(dir) {
-			return dir, true
-		}
-	}
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", false

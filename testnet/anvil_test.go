@@ -14,126 +14,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
-	"github.com/ethereum/go-ethereum/ethclient"
 	"github.com/ethereum/go-ethereum/params"
+
+	"github.com/cvmdeploy/cvmdeploy/testnet/internal/chaintest"
 )
-
-// dial connects an ethclient to rpcURL and closes it with the test.
-func dial(t testing.TB, rpcURL string) *ethclient.Client {
-	t.Helper()
-	c, err := ethclient.Dial(rpcURL)
-	if err != nil {
-		t.Fatalf("dial %s: %v", rpcURL, err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
-
-// sender signs and sends EIP-1559 value transfers from one key, tracking the
-// nonce locally so benchmarks measure only the send and the receipt.
-type sender struct {
-	c       *ethclient.Client
-	key     *ecdsa.PrivateKey
-	signer  types.Signer
-	nonce   uint64
-	tip     *big.Int
-	feeCap  *big.Int
-	chainID *big.Int
-}
-
-func newSender(ctx context.Context, t testing.TB, c *ethclient.Client, key *ecdsa.PrivateKey) *sender {
-	t.Helper()
-	chainID, err := c.ChainID(ctx)
-	if err != nil {
-		t.Fatalf("eth_chainId: %v", err)
-	}
-	nonce, err := c.PendingNonceAt(ctx, crypto.PubkeyToAddress(key.PublicKey))
-	if err != nil {
-		t.Fatalf("nonce: %v", err)
-	}
-	head, err := c.HeaderByNumber(ctx, nil)
-	if err != nil {
-		t.Fatalf("head: %v", err)
-	}
-	tip := big.NewInt(params.GWei)
-	// Twice the base fee plus the tip, as bind does: room for base fee rises.
-	feeCap := new(big.Int).Add(new(big.Int).Mul(head.BaseFee, big.NewInt(2)), tip)
-	return &sender{c: c, key: key, signer: types.LatestSignerForChainID(chainID),
-		nonce: nonce, tip: tip, feeCap: feeCap, chainID: chainID}
-}
-
-// transfer sends value wei to `to` and polls for the receipt without delay
-// between polls; it returns the receipt and how many polls it took.
-func (s *sender) transfer(ctx context.Context, to common.Address, value *big.Int) (*types.Receipt, int, error) {
-	tx, err := types.SignTx(types.NewTx(&types.DynamicFeeTx{
-		ChainID:   s.chainID,
-		Nonce:     s.nonce,
-		GasTipCap: s.tip,
-		GasFeeCap: s.feeCap,
-		Gas:       params.TxGas,
-		To:        &to,
-		Value:     value,
-	}), s.signer, s.key)
-	if err != nil {
-		return nil, 0, err
-	}
-	if err := s.c.SendTransaction(ctx, tx); err != nil {
-		return nil, 0, err
-	}
-	s.nonce++
-	for polls := 1; ; polls++ {
-		r, err := s.c.TransactionReceipt(ctx, tx.Hash())
-		if err == nil {
-			return r, polls, nil
-		}
-		if !errors.Is(err, ethereum.NotFound) {
-			return nil, polls, err
-		}
-		if polls > 10 {
-			// Past the first few immediate polls, back off a little so an
-			// interval-mining chain is not hammered.
-			select {
-			case <-ctx.Done():
-				return nil, polls, ctx.Err()
-			case <-time.After(time.Millisecond):
-			}
-		}
-	}
-}
-
-// checkTransfer sends a value transfer from `from` to a fresh address and
-// checks the receipt and the recipient's balance.
-func checkTransfer(ctx context.Context, t *testing.T, c *ethclient.Client, from *ecdsa.PrivateKey) *types.Receipt {
-	t.Helper()
-	recipientKey, err := crypto.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	to := crypto.PubkeyToAddress(recipientKey.PublicKey)
-	value := big.NewInt(12345)
-	r, _, err := newSender(ctx, t, c, from).transfer(ctx, to, value)
-	if err != nil {
-		t.Fatalf("transfer: %v", err)
-	}
-	if r.Status != types.ReceiptStatusSuccessful {
-		t.Fatalf("receipt status %d, want success", r.Status)
-	}
-	if r.GasUsed != params.TxGas {
-		t.Errorf("gas used %d, want %d", r.GasUsed, params.TxGas)
-	}
-	bal, err := c.BalanceAt(ctx, to, r.BlockNumber)
-	if err != nil {
-		t.Fatalf("balance: %v", err)
-	}
-	if bal.Cmp(value) != 0 {
-		t.Errorf("recipient balance %s, want %s", bal, value)
-	}
-	return r
-}
 
 func TestAnvilTransferWithKeyFromOutput(t *testing.T) {
 	t.Parallel()
@@ -147,7 +34,7 @@ func TestAnvilTransferWithKeyFromOutput(t *testing.T) {
 	if a.ChainID() != DefaultChainID {
 		t.Errorf("ChainID() = %d, want %d", a.ChainID(), DefaultChainID)
 	}
-	c := dial(t, a.RPCURL())
+	c := chaintest.Dial(t, a.RPCURL())
 	id, err := c.ChainID(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +52,7 @@ func TestAnvilTransferWithKeyFromOutput(t *testing.T) {
 			t.Errorf("dev account %s has no balance", acct)
 		}
 	}
-	r := checkTransfer(ctx, t, c, accts[2].PrivateKey)
+	r := chaintest.CheckTransfer(ctx, t, c, accts[2].PrivateKey)
 	// Automine: the transfer is block 1.
 	if r.BlockNumber.Uint64() != 1 {
 		t.Errorf("transfer mined in block %d, want 1 (automine)", r.BlockNumber)
@@ -175,7 +62,7 @@ func TestAnvilTransferWithKeyFromOutput(t *testing.T) {
 func TestAnvilConfigIsPassedOn(t *testing.T) {
 	t.Parallel()
 	a := NewTestAnvil(t, AnvilConfig{ChainID: 4242, Accounts: 2, Balance: 7})
-	c := dial(t, a.RPCURL())
+	c := chaintest.Dial(t, a.RPCURL())
 	if a.ChainID() != 4242 {
 		t.Errorf("ChainID() = %d, want 4242", a.ChainID())
 	}
@@ -197,7 +84,7 @@ func TestAnvilBlockTime(t *testing.T) {
 	a := NewTestAnvil(t, AnvilConfig{BlockTime: time.Second})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	c := dial(t, a.RPCURL())
+	c := chaintest.Dial(t, a.RPCURL())
 
 	// With interval mining, blocks come without any transaction.
 	var h1, h2 *types.Header
@@ -322,14 +209,14 @@ func TestAnvilForkOfLocalAnvil(t *testing.T) {
 	upstream := NewTestAnvil(t, AnvilConfig{ChainID: 777, Accounts: 1})
 	ctx := t.Context()
 	// Put something on the upstream chain that the fork must see.
-	upClient := dial(t, upstream.RPCURL())
-	r := checkTransfer(ctx, t, upClient, upstream.Accounts()[0].PrivateKey)
+	upClient := chaintest.Dial(t, upstream.RPCURL())
+	r := chaintest.CheckTransfer(ctx, t, upClient, upstream.Accounts()[0].PrivateKey)
 
 	fork := NewTestAnvil(t, AnvilConfig{ForkURL: upstream.RPCURL(), Accounts: 1})
 	if fork.ChainID() != 777 {
 		t.Errorf("fork ChainID() = %d, want the upstream's 777", fork.ChainID())
 	}
-	n, err := dial(t, fork.RPCURL()).BlockNumber(ctx)
+	n, err := chaintest.Dial(t, fork.RPCURL()).BlockNumber(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -755,26 +642,7 @@ func BenchmarkAnvilStop(b *testing.B) {
 
 // benchmarkTransfers measures one value transfer round trip: sign,
 // eth_sendRawTransaction, then eth_getTransactionReceipt until it answers.
-func benchmarkTransfers(b *testing.B, rpcURL string, key *ecdsa.PrivateKey) {
-	ctx := b.Context()
-	c := dial(b, rpcURL)
-	s := newSender(ctx, b, c, key)
-	to := common.HexToAddress("0x000000000000000000000000000000000000dEaD")
-	polls := 0
-	for b.Loop() {
-		r, n, err := s.transfer(ctx, to, big.NewInt(1))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if r.Status != types.ReceiptStatusSuccessful {
-			b.Fatal("transfer failed")
-		}
-		polls += n
-	}
-	b.ReportMetric(float64(polls)/float64(b.N), "receipt-polls/op")
-}
-
 func BenchmarkAnvilTransferRoundTrip(b *testing.B) {
 	a := NewTestAnvil(b, AnvilConfig{Accounts: 1})
-	benchmarkTransfers(b, a.RPCURL(), a.Accounts()[0].PrivateKey)
+	chaintest.BenchmarkTransfers(b, a.RPCURL(), a.Accounts()[0].PrivateKey)
 }

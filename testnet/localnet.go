@@ -38,12 +38,20 @@ const anvilTestKey0 = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf
 // devFunding is what the embedded chain's dev account receives.
 var devFunding = new(big.Int).Mul(big.NewInt(10_000), big.NewInt(params.Ether))
 
+// EmbeddedChain starts an in-process chain for StartLocalnet: chainID zero
+// means DefaultChainID, blockTime zero a block per transaction, and the
+// first account is funded. Its implementation is devchain.ForLocalnet; this
+// package does not import it, so that a program running anvil alone links no
+// go-ethereum node (about 440 packages and 40 MB of binary).
+type EmbeddedChain func(ctx context.Context, chainID uint64, blockTime time.Duration) (Chain, error)
+
 // LocalnetConfig says how to start a local testnet: a chain with a DstackKms,
 // and the local Phala Cloud in front of it. The zero value runs anvil
 // (automine, chain 31337) with a fresh KMS.
 type LocalnetConfig struct {
-	// Embedded runs the in-process go-ethereum dev chain instead of anvil.
-	Embedded bool
+	// Embedded, when set, starts an in-process chain instead of anvil:
+	// devchain.ForLocalnet, the go-ethereum dev chain.
+	Embedded EmbeddedChain
 	// ForkURL runs anvil as a fork of that chain and uses the existing KMS
 	// at KMSContract there (fork mode). Not with Embedded.
 	ForkURL string
@@ -99,7 +107,7 @@ type LocalnetConfig struct {
 // Check reports contradictory settings.
 func (c LocalnetConfig) Check() error {
 	var errs []error
-	if c.Embedded && c.ForkURL != "" {
+	if c.Embedded != nil && c.ForkURL != "" {
 		errs = append(errs, errors.New("--embedded and --fork-url exclude each other: a fork needs anvil"))
 	}
 	if c.ForkURL != "" && c.KMSContract == (common.Address{}) {
@@ -111,7 +119,7 @@ func (c LocalnetConfig) Check() error {
 	if c.BlockTime < 0 {
 		errs = append(errs, fmt.Errorf("--block-time %v is negative", c.BlockTime))
 	}
-	if c.Embedded && c.BlockTime%time.Second != 0 {
+	if c.Embedded != nil && c.BlockTime%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("--block-time %v: the embedded chain mines in whole seconds", c.BlockTime))
 	}
 	if c.ForkURL != "" && c.ChainID != 0 {
@@ -120,7 +128,7 @@ func (c LocalnetConfig) Check() error {
 	if err := cloud.CheckAdversary(c.Adversary); err != nil {
 		errs = append(errs, fmt.Errorf("--adversary: %w", err))
 	}
-	if (c.Safe || c.SafeOwners > 0) && c.Embedded {
+	if (c.Safe || c.SafeOwners > 0) && c.Embedded != nil {
 		errs = append(errs, errors.New("the Safe contracts need anvil (its anvil_setCode installs the Safe singleton factory): drop --embedded"))
 	}
 	if c.SafeOwners < 0 || c.SafeOwners > maxSafeOwners {
@@ -214,13 +222,17 @@ func StartLocalnet(ctx context.Context, cfg LocalnetConfig) (_ *Localnet, err er
 
 	var owner DevAccount
 	switch {
-	case cfg.Embedded:
-		dc, err := StartDevChain(ctx, DevChainConfig{ChainID: cfg.ChainID, BlockPeriod: cfg.BlockTime})
+	case cfg.Embedded != nil:
+		dc, err := cfg.Embedded(ctx, cfg.ChainID, cfg.BlockTime)
 		if err != nil {
 			return nil, fmt.Errorf("localnet: %w", err)
 		}
 		l.Chain = dc
-		owner = dc.Accounts()[0]
+		accts := dc.Accounts()
+		if len(accts) == 0 {
+			return nil, errors.New("localnet: the embedded chain has no funded account")
+		}
+		owner = accts[0]
 	default:
 		a, err := StartAnvil(ctx, AnvilConfig{Binary: cfg.AnvilBinary, ChainID: cfg.ChainID, BlockTime: cfg.BlockTime, ForkURL: cfg.ForkURL})
 		if err != nil {
@@ -243,10 +255,10 @@ func StartLocalnet(ctx context.Context, cfg LocalnetConfig) (_ *Localnet, err er
 		if err := l.takeOverKMS(ctx, cfg.KMSContract, l.RootPublicKey); err != nil {
 			return nil, err
 		}
-	} else if err := l.deployKMS(ctx, owner, cfg.Embedded); err != nil {
+	} else if err := l.deployKMS(ctx, owner, cfg.Embedded != nil); err != nil {
 		return nil, err
 	}
-	if cfg.Embedded {
+	if cfg.Embedded != nil {
 		if l.DevAccount, err = l.fundDevAccount(ctx, owner); err != nil {
 			return nil, err
 		}
@@ -274,7 +286,7 @@ func StartLocalnet(ctx context.Context, cfg LocalnetConfig) (_ *Localnet, err er
 			return nil, fmt.Errorf("localnet: rogue root key: %w", err)
 		}
 		l.RogueRootPublicKey = crypto.CompressPubkey(&rogueRoot.PublicKey)
-		d, err := l.newKMS(ctx, owner, cfg.Embedded, l.RogueRootPublicKey)
+		d, err := l.newKMS(ctx, owner, cfg.Embedded != nil, l.RogueRootPublicKey)
 		if err != nil {
 			return nil, fmt.Errorf("localnet: deploy the rogue KMS: %w", err)
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/cvmdeploy/cvmdeploy/kms"
 	"github.com/cvmdeploy/cvmdeploy/testnet"
 	"github.com/cvmdeploy/cvmdeploy/testnet/cloud"
+	"github.com/cvmdeploy/cvmdeploy/testnet/devchain"
 )
 
 func startLocalnet(t *testing.T, cfg testnet.LocalnetConfig) *testnet.Localnet {
@@ -138,7 +139,7 @@ func kmsRead(t *testing.T, rpcURL string, kmsAddr common.Address) (root []byte, 
 }
 
 func TestLocalnetEmbedded(t *testing.T) {
-	l := startLocalnet(t, testnet.LocalnetConfig{Embedded: true})
+	l := startLocalnet(t, testnet.LocalnetConfig{Embedded: devchain.ForLocalnet})
 	if l.ChainID != testnet.DefaultChainID || !strings.HasSuffix(l.APIPrefix, "/api/v1") || !strings.HasPrefix(l.APIKey, "phak_local_") {
 		t.Errorf("localnet = chain %d prefix %s", l.ChainID, l.APIPrefix)
 	}
@@ -200,7 +201,7 @@ func TestLocalnetFork(t *testing.T) {
 // script reaches the cloud too.
 func TestLocalnetRogueKMS(t *testing.T) {
 	script := "#!/bin/sh\necho injected\n"
-	l := startLocalnet(t, testnet.LocalnetConfig{Embedded: true, Adversary: cloud.AdversaryRogueKMS, InjectPreLaunchScript: &script})
+	l := startLocalnet(t, testnet.LocalnetConfig{Embedded: devchain.ForLocalnet, Adversary: cloud.AdversaryRogueKMS, InjectPreLaunchScript: &script})
 	if l.Adversary != cloud.AdversaryRogueKMS || l.RogueKMSContract == (common.Address{}) || l.RogueKMSContract == l.KMSContract {
 		t.Fatalf("localnet: adversary %q rogue KMS %s honest KMS %s", l.Adversary, l.RogueKMSContract.Hex(), l.KMSContract.Hex())
 	}
@@ -243,11 +244,11 @@ func TestLocalnetConfigCheck(t *testing.T) {
 	}{
 		{"zero", testnet.LocalnetConfig{}, true},
 		{"fork", testnet.LocalnetConfig{ForkURL: "http://127.0.0.1:8545", KMSContract: kmsAddr}, true},
-		{"embedded fork", testnet.LocalnetConfig{Embedded: true, ForkURL: "http://x", KMSContract: kmsAddr}, false},
+		{"embedded fork", testnet.LocalnetConfig{Embedded: devchain.ForLocalnet, ForkURL: "http://x", KMSContract: kmsAddr}, false},
 		{"fork without kms", testnet.LocalnetConfig{ForkURL: "http://x"}, false},
 		{"kms without fork", testnet.LocalnetConfig{KMSContract: kmsAddr}, false},
 		{"negative block time", testnet.LocalnetConfig{BlockTime: -time.Second}, false},
-		{"embedded half second", testnet.LocalnetConfig{Embedded: true, BlockTime: 500 * time.Millisecond}, false},
+		{"embedded half second", testnet.LocalnetConfig{Embedded: devchain.ForLocalnet, BlockTime: 500 * time.Millisecond}, false},
 		{"fork with chain id", testnet.LocalnetConfig{ForkURL: "http://x", KMSContract: kmsAddr, ChainID: 5}, false},
 		{"adversary", testnet.LocalnetConfig{Adversary: cloud.AdversaryCompose}, true},
 		{"unknown adversary", testnet.LocalnetConfig{Adversary: "bogus"}, false},

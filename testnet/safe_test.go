@@ -17,6 +17,7 @@ import (
 	"github.com/cvmdeploy/cvmdeploy/deployer"
 	"github.com/cvmdeploy/cvmdeploy/safe"
 	"github.com/cvmdeploy/cvmdeploy/testnet"
+	"github.com/cvmdeploy/cvmdeploy/testnet/devchain"
 )
 
 // govVector reads one of testdata/governance's files.
@@ -155,7 +156,7 @@ func TestSafeArtifactTampered(t *testing.T) {
 func TestSafeNeedsAnvil(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := testnet.StartLocalnet(ctx, testnet.LocalnetConfig{Embedded: true, Safe: true})
+	_, err := testnet.StartLocalnet(ctx, testnet.LocalnetConfig{Embedded: devchain.ForLocalnet, Safe: true})
 	if err == nil || !strings.Contains(err.Error(), "anvil") {
 		t.Fatalf("embedded chain with Safe: %v", err)
 	}

@@ -91,7 +91,7 @@ func deployCommand() *cli.Command {
 		&cli.StringFlag{Name: "journal-dir", EnvVars: []string{"CVMDEPLOY_STATE_DIR"}, Usage: "where deployment journals live (default ~/.local/state/cvmdeploy)"},
 		&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask before spending gas on a mainnet (required off a terminal)"},
 		&cli.StringFlag{Name: "batch", Usage: "deploy several apps from a JSON file {\"apps\": [{\"name\", \"compose\", \"env_files\", \"pre_launch_script\", \"instance_type\", \"kms\"}]}: all AppAuths go out with consecutive nonces, then each app commits; other flags apply to every app"},
-		&cli.BoolFlag{Name: "dev", Usage: "deploy on a throwaway local testnet started in-process (embedded chain + local cloud): no account, no key, nothing to install"},
+		&cli.BoolFlag{Name: "dev", Usage: "deploy on a throwaway local testnet (anvil, installed from npm on first use, + a local cloud): no account, no key"},
 	}
 	flags = append(flags, composeCheckFlag(), safeFileFlag(), reviewFlag("the deployment, with --dry-run"))
 	flags = append(flags, timelockFlags()...)
@@ -162,33 +162,6 @@ func newFlowSetup(c *cli.Context, needSigner bool) (*flowSetup, error) {
 // the flow asks for it only if the KMS turns out to be on-chain.
 func signerGiven(c *cli.Context) bool {
 	return os.Getenv(privateKeyEnv) != "" || c.String("private-key-file") != "" || c.Bool("private-key-stdin") || c.String("keystore") != "" || c.String("account") != ""
-}
-
-// startDev starts the embedded chain and local cloud for --dev and points
-// the runner at them with the testnet's funded dev account.
-func (s *flowSetup) startDev(c *cli.Context, p *progress) error {
-	start := time.Now()
-	p.Printf("▶ starting a local testnet: embedded go-ethereum chain + local Phala Cloud (nothing leaves this machine)")
-	ctx, cancel := context.WithTimeout(c.Context, 2*time.Minute)
-	defer cancel()
-	ln, err := testnet.StartLocalnet(ctx, testnet.LocalnetConfig{Embedded: true})
-	if err != nil {
-		return fmt.Errorf("start the local testnet: %w", err)
-	}
-	s.dev = ln
-	api, err := phala.New(phala.Config{BaseURL: ln.APIPrefix, APIKey: ln.APIKey, Version: strings.TrimSpace(c.String("api-version")), Warnf: apiWarnf(c)})
-	if err != nil {
-		return &UsageError{Err: err}
-	}
-	s.runner.API = api
-	s.runner.RPCURL = ln.RPCURL
-	if s.runner.Trust.KMSContract == (common.Address{}) {
-		s.runner.Trust.KMSContract = ln.KMSContract // deployed just now, by this process
-	}
-	s.runner.Signer = deployer.NewKeySigner(ln.DevAccount.PrivateKey)
-	p.Printf("  chain %d at %s, KMS %s, cloud %s (ready in %s)", ln.ChainID, ln.RPCURL, ln.KMSContract.Hex(), ln.APIPrefix, time.Since(start).Round(time.Millisecond))
-	p.Printf("  dev account %s (funded, key kept in memory)", ln.DevAccount.Address.Hex())
-	return nil
 }
 
 func explorerLink(chainID uint64, h common.Hash) string {

@@ -8,10 +8,11 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// go-ethereum's node packages (linked in for the embedded dev chain) restyle
-// urfave/cli's help globally when imported: a "MISC" category, geth's flag
-// format and, on a colour terminal, ANSI codes in the template. Package
-// initialisation runs theirs first, so this undoes it for our commands.
+// go-ethereum's node packages (linked in for the embedded dev chain in the
+// devchain build and in this package's tests) restyle urfave/cli's help
+// globally when imported: a "MISC" category, geth's flag format and, on a
+// colour terminal, ANSI codes in the template. Package initialisation runs
+// theirs first, so this undoes it for our commands.
 func init() {
 	cli.HelpFlag.(*cli.BoolFlag).Category = ""
 	cli.VersionFlag.(*cli.BoolFlag).Category = ""

@@ -24,12 +24,13 @@ func init() {
 			Subcommands: []*cli.Command{{
 				Name:  "up",
 				Usage: "start anvil (or an embedded chain, or a fork), deploy the KMS and serve the local cloud until interrupted",
-				Description: "Starts anvil (installed on first use), or with --embedded an in-process go-ethereum dev chain that needs\n" +
-					"nothing but Go; deploys DstackKms with the local KMS root key and OS image; serves the Phala Cloud API\n" +
-					"on 127.0.0.1 under /api/v1. With --fork-url it forks a live chain and takes over the KMS named by\n" +
-					"--kms-contract there (impersonating its owner on the fork). Prints rpc_url, chain_id, kms_contract,\n" +
-					"kms_id, api_prefix, api_key, dev_account and the nodes (id, name, device_id: replicas on another node\n" +
-					"need that node's device allowed on-chain), then the export lines (on stderr with --json), and\n" +
+				Description: "Starts anvil (installed from npm on first use), or with --embedded an in-process go-ethereum dev chain\n" +
+					"that needs nothing but Go (in the devchain build only: go build -tags devchain); deploys DstackKms with\n" +
+					"the local KMS root key and OS image; serves the Phala Cloud API on 127.0.0.1 under /api/v1. With\n" +
+					"--fork-url it forks a live chain and takes over the KMS named by --kms-contract there (impersonating\n" +
+					"its owner on the fork). Prints rpc_url, chain_id, kms_contract, kms_id, api_prefix, api_key,\n" +
+					"dev_account and the nodes (id, name, device_id: replicas on another node need that node's device\n" +
+					"allowed on-chain), then the export lines (on stderr with --json), and\n" +
 					"runs until interrupted. The cloud's event log (on-chain checks, env keys; never values) goes to stderr.\n\n" +
 					"On anvil it also deploys the Safe v1.4.1 contracts at their canonical addresses (from the pinned npm\n" +
 					"package) and serves a local Safe Transaction Service (safe_service_url, the base @safe-global/api-kit\n" +
@@ -44,7 +45,7 @@ func init() {
 					"                    kms_contract still prints the honest one, rogue_kms_contract the rogue one\n" +
 					"Each lie is logged as msg=adversary on stderr. Never point real deployments at an adversary.",
 				Flags: []cli.Flag{
-					&cli.BoolFlag{Name: "embedded", Usage: "run the in-process go-ethereum dev chain instead of anvil"},
+					&cli.BoolFlag{Name: "embedded", Usage: "run the in-process go-ethereum dev chain instead of anvil (the devchain build only: go build -tags devchain)"},
 					&cli.StringFlag{Name: "fork-url", Usage: "fork this chain with anvil (e.g. a Base or Sepolia RPC) and use its KMS"},
 					&cli.StringFlag{Name: "kms-contract", Usage: "the DstackKms on the forked chain (with --fork-url)"},
 					&cli.StringFlag{Name: "block-time", Usage: "seconds between blocks (e.g. 1 or 0.5); default: a block per transaction"},
@@ -69,12 +70,19 @@ func init() {
 // testnetConfig reads the flags into a LocalnetConfig.
 func testnetConfig(c *cli.Context) (testnet.LocalnetConfig, error) {
 	cfg := testnet.LocalnetConfig{
-		Embedded:  c.Bool("embedded"),
 		ForkURL:   strings.TrimSpace(c.String("fork-url")),
 		ChainID:   c.Uint64("chain-id"),
 		APIKey:    c.String("api-key"),
 		Addr:      c.String("listen"),
 		Adversary: strings.TrimSpace(c.String("adversary")),
+	}
+	if c.Bool("embedded") {
+		if embeddedChain == nil {
+			return cfg, &UsageError{Err: errors.New("--embedded: this cvmdeploy was built without the embedded go-ethereum chain, " +
+				"which would make it three times larger; build it in with -tags devchain (go run -tags devchain . testnet up --embedded), " +
+				"or leave out --embedded to run anvil")}
+		}
+		cfg.Embedded = embeddedChain
 	}
 	if path := c.String("inject-pre-launch"); c.IsSet("inject-pre-launch") {
 		script, err := os.ReadFile(path)
@@ -89,7 +97,7 @@ func testnetConfig(c *cli.Context) (testnet.LocalnetConfig, error) {
 	}
 	// The Safe contracts and the local Safe Transaction Service come with
 	// every anvil testnet; the embedded chain cannot install the factory.
-	cfg.Safe = !cfg.Embedded
+	cfg.Safe = cfg.Embedded == nil
 	cfg.SafeServiceAddr = c.String("safe-service-listen")
 	if s := c.String("safe"); s != "" {
 		m, n, err := parseMofN(s)
@@ -155,13 +163,18 @@ func testnetUp(c *cli.Context) error {
 	progress := newProgress(c)
 	what := "anvil"
 	switch {
-	case cfg.Embedded:
+	case cfg.Embedded != nil:
 		what = "the embedded chain"
 	case cfg.ForkURL != "":
 		what = "anvil (fork)"
 	}
 	progress.Printf("starting %s, the KMS and the local cloud...", what)
 	start := time.Now()
+	if cfg.Embedded == nil {
+		if cfg.AnvilBinary, err = findAnvil(c, progress); err != nil {
+			return err
+		}
+	}
 	ln, err := testnet.StartLocalnet(c.Context, cfg)
 	if err != nil {
 		return err

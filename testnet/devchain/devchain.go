@@ -1,4 +1,7 @@
-package testnet
+// Package devchain runs go-ethereum's dev mode in-process as a local chain
+// that needs nothing but Go; it is its own package so that only programs that
+// ask for it (tests, the devchain build of cvmdeploy) link a go-ethereum node.
+package devchain
 
 import (
 	"cmp"
@@ -11,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
@@ -23,18 +27,20 @@ import (
 	"github.com/ethereum/go-ethereum/p2p"
 	"github.com/ethereum/go-ethereum/params"
 	"github.com/ethereum/go-ethereum/rpc"
+
+	"github.com/cvmdeploy/cvmdeploy/testnet"
 )
 
 // DefaultDevBalance funds the embedded chain's dev key: one million ether,
 // plenty for any test and far from the uint256 edge that trips some tools.
 var DefaultDevBalance = new(big.Int).Mul(big.NewInt(1_000_000), big.NewInt(params.Ether))
 
-// DevChainConfig says how to run the embedded chain. The zero value is chain
+// Config says how to run the embedded chain. The zero value is chain
 // 31337 that mines a block as soon as a transaction arrives.
 //
 // The chain starts at block 1, an empty block sealed at start (see
 // settleTxIndex); anvil starts at block 0.
-type DevChainConfig struct {
+type Config struct {
 	// ChainID is the chain id; zero means 31337.
 	ChainID uint64
 	// BlockPeriod mines a block every BlockPeriod, in whole seconds (block
@@ -53,7 +59,7 @@ type DevChainConfig struct {
 }
 
 // Check reports a config the chain cannot run with.
-func (c DevChainConfig) Check() error {
+func (c Config) Check() error {
 	if c.BlockPeriod < 0 {
 		return fmt.Errorf("dev chain block period %v is negative", c.BlockPeriod)
 	}
@@ -74,11 +80,11 @@ func (c DevChainConfig) Check() error {
 	return nil
 }
 
-// DevChain is an in-process go-ethereum dev chain (post-merge, every fork of
+// Chain is an in-process go-ethereum dev chain (post-merge, every fork of
 // go-ethereum's dev mode active, driven by the beacon simulator) serving
 // JSON-RPC over HTTP on 127.0.0.1. It keeps everything in memory and needs
 // nothing but Go.
-type DevChain struct {
+type Chain struct {
 	stack   *node.Node
 	backend *eth.Ethereum
 	beacon  *catalyst.SimulatedBeacon
@@ -111,10 +117,10 @@ const maxSealsPerWake = 64
 // level it chose.
 var quietLogger = log.NewLogger(log.DiscardHandler())
 
-// StartDevChain starts the embedded chain with a freshly generated, funded
+// Start starts the embedded chain with a freshly generated, funded
 // dev key and returns once its HTTP JSON-RPC server answers. ctx bounds the
 // start-up only; the chain runs until Close.
-func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
+func Start(ctx context.Context, cfg Config) (*Chain, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
@@ -125,8 +131,8 @@ func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start dev chain: generate dev key: %w", err)
 	}
-	d := &DevChain{
-		chainID: cmp.Or(cfg.ChainID, DefaultChainID),
+	d := &Chain{
+		chainID: cmp.Or(cfg.ChainID, uint64(testnet.DefaultChainID)),
 		devKey:  key,
 		devAddr: crypto.PubkeyToAddress(key.PublicKey),
 		mineReq: make(chan chan error),
@@ -183,7 +189,7 @@ func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 	})
 
 	// The beacon simulator plays the consensus client, as in geth --dev;
-	// period 0 because our own loop (see DevChain) decides when to seal.
+	// period 0 because our own loop (see Chain) decides when to seal.
 	if d.beacon, err = catalyst.NewSimulatedBeacon(0, common.Address{}, d.backend); err != nil {
 		return nil, fmt.Errorf("start dev chain: beacon: %w", err)
 	}
@@ -197,10 +203,7 @@ func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 	d.startSealing(cfg.BlockPeriod)
 	// The server is listening once Start returns; one call proves the
 	// endpoint and the chain id end to end.
-	got, err := rpcChainID(ctx, d.rpcURL)
-	if err == nil && got != d.chainID {
-		err = fmt.Errorf("eth_chainId says %d, want %d", got, d.chainID)
-	}
+	err = checkChainID(ctx, d.rpcURL, d.chainID)
 	if err != nil {
 		d.stopSealing()
 		return nil, fmt.Errorf("start dev chain: %w", err)
@@ -208,6 +211,40 @@ func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 	ok = true
 	return d, nil
 }
+
+// checkChainID asks rpcURL for eth_chainId and compares it with want.
+func checkChainID(ctx context.Context, rpcURL string, want uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := rpc.DialContext(ctx, rpcURL)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var got hexutil.Uint64
+	if err := c.CallContext(ctx, &got, "eth_chainId"); err != nil {
+		return err
+	}
+	if uint64(got) != want {
+		return fmt.Errorf("eth_chainId says %d, want %d", uint64(got), want)
+	}
+	return nil
+}
+
+// ForLocalnet starts the chain for testnet.StartLocalnet: it is what
+// testnet.LocalnetConfig.Embedded takes.
+func ForLocalnet(ctx context.Context, chainID uint64, blockTime time.Duration) (testnet.Chain, error) {
+	d, err := Start(ctx, Config{ChainID: chainID, BlockPeriod: blockTime})
+	if err != nil {
+		return nil, err // not a nil *Chain in a non-nil interface
+	}
+	return d, nil
+}
+
+var (
+	_ testnet.Chain         = (*Chain)(nil)
+	_ testnet.EmbeddedChain = ForLocalnet
+)
 
 // settleTxIndex gets the chain past a go-ethereum quirk: the transaction
 // indexer only records its progress after indexing a block above genesis, and
@@ -236,7 +273,7 @@ func settleTxIndex(ctx context.Context, backend *eth.Ethereum, beacon *catalyst.
 // startSealing runs the loop that seals blocks: every period, or (period 0)
 // whenever transactions reach the pool, plus on Mine requests. It is the only
 // caller of beacon.Commit from here on.
-func (d *DevChain) startSealing(period time.Duration) {
+func (d *Chain) startSealing(period time.Duration) {
 	var tick <-chan time.Time
 	wake := make(chan struct{}, 1)
 	if period > 0 {
@@ -294,7 +331,7 @@ func (d *DevChain) startSealing(period time.Duration) {
 }
 
 // sealPending seals blocks until the pool has nothing executable left.
-func (d *DevChain) sealPending() {
+func (d *Chain) sealPending() {
 	pool := d.backend.TxPool()
 	for range maxSealsPerWake {
 		// Sync lets the pool finish its reset after the last block, so
@@ -314,7 +351,7 @@ func (d *DevChain) sealPending() {
 	}
 }
 
-func (d *DevChain) stopSealing() {
+func (d *Chain) stopSealing() {
 	close(d.quit)
 	d.loopDone.Wait()
 }
@@ -322,7 +359,7 @@ func (d *DevChain) stopSealing() {
 // Mine seals one block now, with whatever transactions are pending. Blocks
 // otherwise come only with transactions (or every BlockPeriod), so tests that
 // wait for confirmations call it, or evm_mine over RPC.
-func (d *DevChain) Mine(ctx context.Context) error {
+func (d *Chain) Mine(ctx context.Context) error {
 	reply := make(chan error, 1)
 	select {
 	case d.mineReq <- reply:
@@ -340,7 +377,7 @@ func (d *DevChain) Mine(ctx context.Context) error {
 }
 
 // evmAPI serves evm_mine.
-type evmAPI struct{ d *DevChain }
+type evmAPI struct{ d *Chain }
 
 // Mine is evm_mine; it answers "0x0" like anvil.
 func (api *evmAPI) Mine(ctx context.Context) (string, error) {
@@ -352,7 +389,7 @@ func (api *evmAPI) Mine(ctx context.Context) (string, error) {
 
 // devGenesis is geth's dev-mode genesis with our chain id, the system
 // contracts the active forks call into, the dev key and cfg.Alloc funded.
-func devGenesis(chainID uint64, cfg DevChainConfig, dev common.Address) *core.Genesis {
+func devGenesis(chainID uint64, cfg Config, dev common.Address) *core.Genesis {
 	chainConfig := *params.AllDevChainProtocolChanges
 	chainConfig.ChainID = new(big.Int).SetUint64(chainID)
 	// Stop at Osaka, the fork Ethereum runs: geth's dev mode also enables
@@ -382,23 +419,23 @@ func devGenesis(chainID uint64, cfg DevChainConfig, dev common.Address) *core.Ge
 }
 
 // RPCURL is the chain's HTTP JSON-RPC endpoint, http://127.0.0.1:PORT.
-func (d *DevChain) RPCURL() string { return d.rpcURL }
+func (d *Chain) RPCURL() string { return d.rpcURL }
 
 // ChainID is the chain id.
-func (d *DevChain) ChainID() uint64 { return d.chainID }
+func (d *Chain) ChainID() uint64 { return d.chainID }
 
 // DevKey is the funded dev key generated at start. It exists only in memory
 // and is never printed or logged.
-func (d *DevChain) DevKey() *ecdsa.PrivateKey { return d.devKey }
+func (d *Chain) DevKey() *ecdsa.PrivateKey { return d.devKey }
 
 // Accounts returns the dev account, in the same shape as Anvil.Accounts.
-func (d *DevChain) Accounts() []DevAccount {
-	return []DevAccount{{Address: d.devAddr, PrivateKey: d.devKey}}
+func (d *Chain) Accounts() []testnet.DevAccount {
+	return []testnet.DevAccount{{Address: d.devAddr, PrivateKey: d.devKey}}
 }
 
 // Close stops the chain and its HTTP server. It is safe to call more than
 // once.
-func (d *DevChain) Close() error {
+func (d *Chain) Close() error {
 	d.closeOnce.Do(func() {
 		// Stop sealing first: a block sealed while the node shuts down
 		// would write to a closed database.
@@ -408,13 +445,13 @@ func (d *DevChain) Close() error {
 	return d.closeErr
 }
 
-// NewTestDevChain starts the embedded chain for a test and closes it in
+// NewTest starts the embedded chain for a test and closes it in
 // t.Cleanup.
-func NewTestDevChain(t TB, cfg DevChainConfig) *DevChain {
+func NewTest(t testnet.TB, cfg Config) *Chain {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	d, err := StartDevChain(ctx, cfg)
+	d, err := Start(ctx, cfg)
 	if err != nil {
 		t.Fatalf("start dev chain: %v", err)
 	}

@@ -1,4 +1,4 @@
-package testnet
+package devchain
 
 import (
 	"context"
@@ -18,20 +18,23 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/params"
 	"github.com/ethereum/go-ethereum/rpc"
+
+	"github.com/cvmdeploy/cvmdeploy/testnet"
+	"github.com/cvmdeploy/cvmdeploy/testnet/internal/chaintest"
 )
 
 func TestDevChainTransferMinedOnDemand(t *testing.T) {
 	t.Parallel()
-	d := NewTestDevChain(t, DevChainConfig{})
+	d := NewTest(t, Config{})
 	ctx := t.Context()
-	c := dial(t, d.RPCURL())
+	c := chaintest.Dial(t, d.RPCURL())
 
 	id, err := c.ChainID(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id.Uint64() != DefaultChainID || d.ChainID() != DefaultChainID {
-		t.Errorf("eth_chainId = %d, ChainID() = %d; want %d", id, d.ChainID(), DefaultChainID)
+	if id.Uint64() != testnet.DefaultChainID || d.ChainID() != testnet.DefaultChainID {
+		t.Errorf("eth_chainId = %d, ChainID() = %d; want %d", id, d.ChainID(), testnet.DefaultChainID)
 	}
 	// On-demand mining: no block past the start-up block 1 until a
 	// transaction arrives ...
@@ -50,7 +53,7 @@ func TestDevChainTransferMinedOnDemand(t *testing.T) {
 		t.Errorf("dev balance %s, want %s", bal, DefaultDevBalance)
 	}
 	// ... then exactly one, holding it.
-	r := checkTransfer(ctx, t, c, d.DevKey())
+	r := chaintest.CheckTransfer(ctx, t, c, d.DevKey())
 	if r.BlockNumber.Uint64() != 2 {
 		t.Errorf("transfer mined in block %d, want 2", r.BlockNumber)
 	}
@@ -71,7 +74,7 @@ func TestDevChainTransferMinedOnDemand(t *testing.T) {
 
 func TestDevChainBatchRequest(t *testing.T) {
 	t.Parallel()
-	d := NewTestDevChain(t, DevChainConfig{ChainID: 1001})
+	d := NewTest(t, Config{ChainID: 1001})
 	dev := crypto.PubkeyToAddress(d.DevKey().PublicKey)
 
 	// A raw JSON-RPC batch over HTTP, as any client may send it.
@@ -131,18 +134,18 @@ func TestDevChainBatchRequest(t *testing.T) {
 
 func TestDevChainLogsAndContracts(t *testing.T) {
 	t.Parallel()
-	d := NewTestDevChain(t, DevChainConfig{})
+	d := NewTest(t, Config{})
 	ctx := t.Context()
-	c := dial(t, d.RPCURL())
-	s := newSender(ctx, t, c, d.DevKey())
+	c := chaintest.Dial(t, d.RPCURL())
+	s := chaintest.NewSender(ctx, t, c, d.DevKey())
 
 	// Init code that emits one LOG0 with empty data and deploys nothing:
 	// PUSH1 0, PUSH1 0, LOG0, STOP. eth_getLogs must see the log, which
 	// needs the filter API that eth.New does not register by itself.
 	initCode := []byte{0x60, 0x00, 0x60, 0x00, 0xa0, 0x00}
 	tx, err := types.SignTx(types.NewTx(&types.DynamicFeeTx{
-		ChainID: s.chainID, Nonce: s.nonce, GasTipCap: s.tip, GasFeeCap: s.feeCap, Gas: 100_000, Data: initCode,
-	}), s.signer, s.key)
+		ChainID: s.ChainID, Nonce: s.Nonce, GasTipCap: s.Tip, GasFeeCap: s.FeeCap, Gas: 100_000, Data: initCode,
+	}), s.Signer, s.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,8 +188,8 @@ func TestDevChainAllocAndGasLimit(t *testing.T) {
 	funded := common.HexToAddress("0x00000000000000000000000000000000000F00d5")
 	amount := new(big.Int).Mul(big.NewInt(3), big.NewInt(params.Ether))
 	devBalance := big.NewInt(params.Ether)
-	d := NewTestDevChain(t, DevChainConfig{Alloc: map[common.Address]*big.Int{funded: amount}, DevBalance: devBalance, GasLimit: 12_000_000})
-	c := dial(t, d.RPCURL())
+	d := NewTest(t, Config{Alloc: map[common.Address]*big.Int{funded: amount}, DevBalance: devBalance, GasLimit: 12_000_000})
+	c := chaintest.Dial(t, d.RPCURL())
 	if err := d.Mine(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -206,10 +209,10 @@ func TestDevChainAllocAndGasLimit(t *testing.T) {
 
 func TestDevChainBlockPeriod(t *testing.T) {
 	t.Parallel()
-	d := NewTestDevChain(t, DevChainConfig{BlockPeriod: time.Second})
+	d := NewTest(t, Config{BlockPeriod: time.Second})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	c := dial(t, d.RPCURL())
+	c := chaintest.Dial(t, d.RPCURL())
 	for {
 		n, err := c.BlockNumber(ctx)
 		if err != nil {
@@ -235,21 +238,21 @@ func TestDevChainBlockPeriod(t *testing.T) {
 		t.Errorf("blocks 2 and 3 are %d s apart, want about 1 (the period)", gap)
 	}
 	// A transfer still goes through on a timed chain.
-	checkTransfer(ctx, t, c, d.DevKey())
+	chaintest.CheckTransfer(ctx, t, c, d.DevKey())
 }
 
 func TestDevChainParallelInstances(t *testing.T) {
 	t.Parallel()
-	a := NewTestDevChain(t, DevChainConfig{})
-	b := NewTestDevChain(t, DevChainConfig{ChainID: 4242})
+	a := NewTest(t, Config{})
+	b := NewTest(t, Config{ChainID: 4242})
 	if a.RPCURL() == b.RPCURL() {
 		t.Fatalf("both chains on %s", a.RPCURL())
 	}
 	if a.DevKey().Equal(b.DevKey()) {
 		t.Error("two chains share a dev key; each start must generate its own")
 	}
-	for _, d := range []*DevChain{a, b} {
-		id, err := rpcChainID(t.Context(), d.RPCURL())
+	for _, d := range []*Chain{a, b} {
+		id, err := chaintest.ChainID(t.Context(), d.RPCURL())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -261,17 +264,17 @@ func TestDevChainParallelInstances(t *testing.T) {
 
 func TestDevChainCloseStopsServer(t *testing.T) {
 	t.Parallel()
-	d, err := StartDevChain(t.Context(), DevChainConfig{})
+	d, err := Start(t.Context(), Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rpcChainID(t.Context(), d.RPCURL()); err != nil {
+	if _, err := chaintest.ChainID(t.Context(), d.RPCURL()); err != nil {
 		t.Fatalf("before Close: %v", err)
 	}
 	if err := d.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if _, err := rpcChainID(t.Context(), d.RPCURL()); err == nil {
+	if _, err := chaintest.ChainID(t.Context(), d.RPCURL()); err == nil {
 		t.Error("chain still answers after Close")
 	}
 	if err := d.Close(); err != nil {
@@ -285,11 +288,11 @@ func TestDevChainWritesNothingToDisk(t *testing.T) {
 	t.Chdir(cwd)
 	t.Setenv("TMPDIR", tmp)
 	t.Setenv("HOME", home)
-	d, err := StartDevChain(t.Context(), DevChainConfig{})
+	d, err := Start(t.Context(), Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkTransfer(t.Context(), t, dial(t, d.RPCURL()), d.DevKey())
+	chaintest.CheckTransfer(t.Context(), t, chaintest.Dial(t, d.RPCURL()), d.DevKey())
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -308,11 +311,11 @@ func TestDevChainRejectsUnderpricedTx(t *testing.T) {
 	t.Parallel()
 	// A zero tip is refused at the door instead of sitting in the pool, where
 	// the on-demand loop would keep sealing empty blocks around it.
-	d := NewTestDevChain(t, DevChainConfig{})
-	c := dial(t, d.RPCURL())
-	s := newSender(t.Context(), t, c, d.DevKey())
-	s.tip = big.NewInt(0)
-	if _, _, err := s.transfer(t.Context(), common.Address{1}, big.NewInt(1)); err == nil ||
+	d := NewTest(t, Config{})
+	c := chaintest.Dial(t, d.RPCURL())
+	s := chaintest.NewSender(t.Context(), t, c, d.DevKey())
+	s.Tip = big.NewInt(0)
+	if _, _, err := s.Transfer(t.Context(), common.Address{1}, big.NewInt(1)); err == nil ||
 		!strings.Contains(err.Error(), "below minimum") {
 		t.Errorf("zero-tip transfer: %v, want a tip-below-minimum error", err)
 	}
@@ -320,9 +323,9 @@ func TestDevChainRejectsUnderpricedTx(t *testing.T) {
 
 func TestDevChainMine(t *testing.T) {
 	t.Parallel()
-	d := NewTestDevChain(t, DevChainConfig{})
+	d := NewTest(t, Config{})
 	ctx := t.Context()
-	c := dial(t, d.RPCURL())
+	c := chaintest.Dial(t, d.RPCURL())
 	start, err := c.BlockNumber(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -354,22 +357,22 @@ func TestDevChainMine(t *testing.T) {
 func TestDevChainCloseWhileSealing(t *testing.T) {
 	t.Parallel()
 	for i := range 15 {
-		d, err := StartDevChain(t.Context(), DevChainConfig{})
+		d, err := Start(t.Context(), Config{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := dial(t, d.RPCURL())
-		s := newSender(t.Context(), t, c, d.DevKey())
+		c := chaintest.Dial(t, d.RPCURL())
+		s := chaintest.NewSender(t.Context(), t, c, d.DevKey())
 		for range i % 4 {
-			tx, err := types.SignTx(types.NewTx(&types.DynamicFeeTx{ChainID: s.chainID, Nonce: s.nonce,
-				GasTipCap: s.tip, GasFeeCap: s.feeCap, Gas: params.TxGas, To: &common.Address{2}, Value: big.NewInt(1)}), s.signer, s.key)
+			tx, err := types.SignTx(types.NewTx(&types.DynamicFeeTx{ChainID: s.ChainID, Nonce: s.Nonce,
+				GasTipCap: s.Tip, GasFeeCap: s.FeeCap, Gas: params.TxGas, To: &common.Address{2}, Value: big.NewInt(1)}), s.Signer, s.Key)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if err := c.SendTransaction(t.Context(), tx); err != nil {
 				t.Fatal(err)
 			}
-			s.nonce++
+			s.Nonce++
 		}
 		if err := d.Close(); err != nil {
 			t.Fatalf("Close %d: %v", i, err)
@@ -381,18 +384,18 @@ func TestDevChainConfigCheck(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name    string
-		cfg     DevChainConfig
+		cfg     Config
 		wantErr string
 	}{
-		{"zero value", DevChainConfig{}, ""},
-		{"full", DevChainConfig{ChainID: 5, BlockPeriod: 2 * time.Second, Alloc: map[common.Address]*big.Int{{1}: big.NewInt(1)},
+		{"zero value", Config{}, ""},
+		{"full", Config{ChainID: 5, BlockPeriod: 2 * time.Second, Alloc: map[common.Address]*big.Int{{1}: big.NewInt(1)},
 			DevBalance: big.NewInt(0), GasLimit: 10_000_000}, ""},
-		{"negative period", DevChainConfig{BlockPeriod: -time.Second}, "negative"},
-		{"sub-second period", DevChainConfig{BlockPeriod: 1500 * time.Millisecond}, "whole number of seconds"},
-		{"nil alloc balance", DevChainConfig{Alloc: map[common.Address]*big.Int{{1}: nil}}, "nil or negative"},
-		{"negative alloc balance", DevChainConfig{Alloc: map[common.Address]*big.Int{{1}: big.NewInt(-1)}}, "nil or negative"},
-		{"negative dev balance", DevChainConfig{DevBalance: big.NewInt(-1)}, "negative"},
-		{"tiny gas limit", DevChainConfig{GasLimit: 10}, "minimum"},
+		{"negative period", Config{BlockPeriod: -time.Second}, "negative"},
+		{"sub-second period", Config{BlockPeriod: 1500 * time.Millisecond}, "whole number of seconds"},
+		{"nil alloc balance", Config{Alloc: map[common.Address]*big.Int{{1}: nil}}, "nil or negative"},
+		{"negative alloc balance", Config{Alloc: map[common.Address]*big.Int{{1}: big.NewInt(-1)}}, "nil or negative"},
+		{"negative dev balance", Config{DevBalance: big.NewInt(-1)}, "negative"},
+		{"tiny gas limit", Config{GasLimit: 10}, "minimum"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -405,8 +408,8 @@ func TestDevChainConfigCheck(t *testing.T) {
 			}
 		})
 	}
-	if _, err := StartDevChain(t.Context(), DevChainConfig{BlockPeriod: time.Millisecond}); err == nil {
-		t.Error("StartDevChain accepted a config that fails Check")
+	if _, err := Start(t.Context(), Config{BlockPeriod: time.Millisecond}); err == nil {
+		t.Error("Start accepted a config that fails Check")
 	}
 }
 
@@ -414,15 +417,15 @@ func TestDevChainStartHonoursCancelledContext(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if d, err := StartDevChain(ctx, DevChainConfig{}); err == nil {
+	if d, err := Start(ctx, Config{}); err == nil {
 		_ = d.Close()
-		t.Error("StartDevChain succeeded with a cancelled context")
+		t.Error("Start succeeded with a cancelled context")
 	}
 }
 
 func BenchmarkDevChainStart(b *testing.B) {
 	for b.Loop() {
-		d, err := StartDevChain(b.Context(), DevChainConfig{})
+		d, err := Start(b.Context(), Config{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -435,6 +438,6 @@ func BenchmarkDevChainStart(b *testing.B) {
 }
 
 func BenchmarkDevChainTransferRoundTrip(b *testing.B) {
-	d := NewTestDevChain(b, DevChainConfig{})
-	benchmarkTransfers(b, d.RPCURL(), d.DevKey())
+	d := NewTest(b, Config{})
+	chaintest.BenchmarkTransfers(b, d.RPCURL(), d.DevKey())
 }
