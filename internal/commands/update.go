@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cvmdeploy/cvmdeploy/cvm"
+	"github.com/cvmdeploy/cvmdeploy/phala"
 	"github.com/cvmdeploy/cvmdeploy/safetx"
 )
 
@@ -135,6 +136,11 @@ func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) err
 		}
 		newProgress(c).Printf("✓ Safe Transaction Builder file written: %s", c.String("safe-file"))
 	}
+	return printResult(c, updateDoc(res))
+}
+
+// updateDoc is update's result as printed.
+func updateDoc(res *cvm.UpdateResult) *result {
 	r := newResult()
 	r.set("cvm_id", res.CVMID)
 	r.set("app_id", res.AppID)
@@ -172,7 +178,7 @@ func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) err
 	if len(res.Warnings) > 0 {
 		r.set("warnings", res.Warnings)
 	}
-	return printResult(c, r)
+	return r
 }
 
 func commitUpdateCommand() *cli.Command {
@@ -201,7 +207,12 @@ func runCommitUpdate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return printResult(c, newResult().set("cvm_id", c.String("cvm")).set("correlation_id", out.CorrelationID).set("status", out.Status))
+	return printResult(c, commitUpdateDoc(c.String("cvm"), out))
+}
+
+// commitUpdateDoc is commit-update's result as printed.
+func commitUpdateDoc(cvmID string, out *phala.CommitUpdateResponse) *result {
+	return newResult().set("cvm_id", cvmID).set("correlation_id", out.CorrelationID).set("status", out.Status)
 }
 
 func provisionCommand() *cli.Command {
@@ -252,6 +263,11 @@ func runProvision(c *cli.Context) error {
 		}
 		newProgress(c).Printf("✓ saved to %s", out)
 	}
+	return printResult(c, provisionDoc(pf))
+}
+
+// provisionDoc is provision's result as printed.
+func provisionDoc(pf *cvm.ProvisionFile) *result {
 	p := pf.Provision
 	res := newResult().set("name", pf.Name).set("compose_hash", p.ComposeHash).set("device_id", p.DeviceID).
 		set("kms_id", p.KMSID).set("on_chain", p.OnChain).set("env_keys", pf.EnvKeys)
@@ -263,7 +279,7 @@ func runProvision(c *cli.Context) error {
 	if !p.OnChain {
 		res.set("app_id", p.AppID)
 	}
-	return printResult(c, res)
+	return res
 }
 
 func commitCommand() *cli.Command {
