@@ -1,6 +1,7 @@
 package cvm
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -289,7 +290,7 @@ func (s JournalStore) saveJSON(path string, v any) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("create journal folder: %w", err)
 	}
-	data, err := json.MarshalIndent(v, "", "  ")
+	data, err := marshalFile(v)
 	if err != nil {
 		return fmt.Errorf("encode journal: %w", err)
 	}
@@ -325,4 +326,17 @@ func (s JournalStore) Remove(path string) error {
 		return fmt.Errorf("remove journal %s: %w", path, err)
 	}
 	return nil
+}
+
+// marshalFile encodes v as an indented JSON file without HTML escaping:
+// compose files are full of `&&` and `<`, which a reader should see as such.
+func marshalFile(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }

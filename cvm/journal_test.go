@@ -1,6 +1,7 @@
 package cvm
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,5 +56,35 @@ func TestJournalLoadMissingAndDamaged(t *testing.T) {
 	os.WriteFile(bad, []byte("{not json"), 0o600)
 	if _, err := store.Load(bad); err == nil || !strings.Contains(err.Error(), "--fresh") {
 		t.Fatalf("damaged journal error = %v, want a hint about --fresh", err)
+	}
+}
+
+// Journals and provision files are read by people when something needs
+// fixing by hand: compose text in them stays as written ("&&", "<"),
+// not \u0026 escapes.
+func TestFilesAreNotHTMLEscaped(t *testing.T) {
+	dir := t.TempDir()
+	s := JournalStore{Dir: dir}
+	path := s.Path("http://127.0.0.1/api/v1", "escape-app")
+	j := &Journal{Version: JournalVersion, Name: "a && b < c > d"}
+	if err := s.Save(path, j); err != nil {
+		t.Fatal(err)
+	}
+	pf := filepath.Join(dir, "p.json")
+	if err := SaveProvisionFile(pf, &ProvisionFile{Name: "x && y <z>", Provision: &ProvisionStep{}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{path, pf} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(data, []byte(`\u00`)) || !bytes.Contains(data, []byte("&& ")) {
+			t.Errorf("%s is HTML-escaped:\n%s", f, data)
+		}
+	}
+	back, err := s.Load(path)
+	if err != nil || back.Name != j.Name {
+		t.Fatalf("load: %v %q", err, back.Name)
 	}
 }

@@ -51,7 +51,7 @@ func (r *Runner) Provision(ctx context.Context, cfg Config) (*ProvisionFile, err
 // SaveProvisionFile writes f to path (0600: it names the app, not secrets,
 // but there is no reason for others to read it).
 func SaveProvisionFile(path string, f *ProvisionFile) error {
-	data, err := json.MarshalIndent(f, "", "  ")
+	data, err := marshalFile(f)
 	if err != nil {
 		return err
 	}

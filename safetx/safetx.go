@@ -3,6 +3,7 @@
 package safetx
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -69,7 +70,16 @@ func New(chainID uint64, safe common.Address, name, description string, now time
 	return b, nil
 }
 
-// JSON renders the batch as the builder imports it.
+// JSON renders the batch as the builder imports it. Names and descriptions
+// are written as typed: encoding/json's default would turn "<" into
+// "\u003c", which the builder shows verbatim.
 func (b *Batch) JSON() ([]byte, error) {
-	return json.MarshalIndent(b, "", "  ")
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(b); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }

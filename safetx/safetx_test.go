@@ -2,6 +2,7 @@ package safetx
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,5 +48,35 @@ func TestBatchRejectsEmptyInput(t *testing.T) {
 	}
 	if _, err := New(1, common.Address{}, "x", "", time.Now()); err == nil {
 		t.Fatal("empty batch accepted")
+	}
+}
+
+// The update's description names the next command with <token> and
+// <safe tx hash> placeholders: the file must show them as typed, not as
+// \u003c escapes that the Transaction Builder displays verbatim.
+func TestBatchKeepsAngleBrackets(t *testing.T) {
+	desc := "Then run: cvmdeploy commit-update --token <token> && check > log"
+	b, err := New(1, common.Address{}, "a <b> & c", desc, time.Now(), Call{To: common.HexToAddress("0x01")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := b.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"a <b> & c"`, `--token <token> && check > log`} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("file lacks %s:\n%s", want, raw)
+		}
+	}
+	if strings.Contains(string(raw), `\u003c`) || strings.Contains(string(raw), `\u0026`) {
+		t.Errorf("file HTML-escapes:\n%s", raw)
+	}
+	var back Batch
+	if err := json.Unmarshal(raw, &back); err != nil || back.Meta.Description != desc {
+		t.Fatalf("round trip: %v, %q", err, back.Meta.Description)
+	}
+	if raw[len(raw)-1] == '\n' {
+		t.Error("JSON() ends with a newline; callers add their own")
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime/debug"
 
 	"github.com/urfave/cli/v2"
 )
@@ -31,7 +30,7 @@ func NewApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:                 "cvmdeploy",
 		Usage:                "deploy apps on Phala Cloud with an on-chain KMS (Ethereum, Base or any EVM chain)",
-		Version:              version(),
+		Version:              currentBuild().String(),
 		Reader:               stdin,
 		Writer:               stdout,
 		ErrWriter:            stderr,
@@ -74,14 +73,6 @@ var commandGroups []func() []*cli.Command
 
 func registerCommands(group func() []*cli.Command) {
 	commandGroups = append(commandGroups, group)
-}
-
-func version() string {
-	info, ok := debug.ReadBuildInfo()
-	if !ok || info.Main.Version == "" {
-		return "devel"
-	}
-	return info.Main.Version
 }
 
 // usageError marks err as a problem with the command line itself.

@@ -165,19 +165,7 @@ func appDeploy(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		return printResult(c, newResult().
-			set("dry_run", true).
-			set("predicted_app_id", sim.PredictedAppID.Hex()).
-			set("owner", sim.Owner.Hex()).
-			set("deployer_address", signer.Address().Hex()).
-			set("kms_contract", sim.KMS.Hex()).
-			set("chain_id", sim.ChainID).
-			set("nonce", sim.Nonce).
-			set("gas_limit", sim.GasLimit).
-			set("max_fee_per_gas_gwei", deployer.FormatGwei(sim.MaxFeePerGas)).
-			set("max_cost_eth", deployer.FormatEther(sim.MaxCost)).
-			set("to", sim.KMS.Hex()).
-			set("data", hexutil.Encode(sim.Data)))
+		return printResult(c, appDeploySimDoc(sim, signer.Address()))
 	}
 	deploy := cl.DeployApp
 	if c.Bool("two-step") {
@@ -187,6 +175,29 @@ func appDeploy(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	return printResult(c, appDeployDoc(d, txURL(cl, d.TxHash)))
+}
+
+// appDeploySimDoc is `app deploy --dry-run`'s result as printed.
+func appDeploySimDoc(sim *deployer.AppDeploySimulation, from common.Address) *result {
+	return newResult().
+		set("dry_run", true).
+		set("predicted_app_id", sim.PredictedAppID.Hex()).
+		set("owner", sim.Owner.Hex()).
+		set("deployer_address", from.Hex()).
+		set("kms_contract", sim.KMS.Hex()).
+		set("chain_id", sim.ChainID).
+		set("nonce", sim.Nonce).
+		set("gas_limit", sim.GasLimit).
+		set("max_fee_per_gas_gwei", deployer.FormatGwei(sim.MaxFeePerGas)).
+		set("max_cost_eth", deployer.FormatEther(sim.MaxCost)).
+		set("to", sim.KMS.Hex()).
+		set("data", hexutil.Encode(sim.Data))
+}
+
+// appDeployDoc is `app deploy`'s result as printed; url is the
+// transaction's explorer link, if any.
+func appDeployDoc(d *deployer.AppDeployment, url string) *result {
 	r := newResult().
 		set("app_id", d.AppID.Hex()).
 		set("contract_address", d.ContractAddress.Hex()).
@@ -198,10 +209,10 @@ func appDeploy(c *cli.Context) error {
 		r.set("proxy_tx_hash", d.ProxyTxHash.Hex())
 	}
 	r.set("block_number", d.BlockNumber).set("gas_used", d.GasUsed).set("chain_id", d.ChainID)
-	if u := txURL(cl, d.TxHash); u != "" {
-		r.set("tx_url", u)
+	if url != "" {
+		r.set("tx_url", url)
 	}
-	return printResult(c, r)
+	return r
 }
 
 func appInfoCommand() *cli.Command {
@@ -278,6 +289,11 @@ func appInfo(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("read the owner %s: %w", info.Owner.Hex(), err)
 	}
+	return printResult(c, appInfoDoc(info, owner, c.Bool("json")))
+}
+
+// appInfoDoc is `app info`'s result as printed.
+func appInfoDoc(info *deployer.AppInfo, owner *deployer.OwnerInfo, asJSON bool) *result {
 	r := newResult().
 		set("app_id", info.App.Hex()).
 		set("chain_id", info.ChainID).
@@ -287,29 +303,29 @@ func appInfo(c *cli.Context) error {
 		r.set("pending_owner", info.PendingOwner.Hex())
 	}
 	r.set("allow_any_device", info.AllowAnyDevice)
-	r.set("require_tcb_up_to_date", optional(c, info.RequireTcbUpToDate))
-	r.set("upgrades_disabled", optional(c, info.UpgradesDisabled))
-	r.set("version", optional(c, info.Version))
+	r.set("require_tcb_up_to_date", optional(asJSON, info.RequireTcbUpToDate))
+	r.set("upgrades_disabled", optional(asJSON, info.UpgradesDisabled))
+	r.set("version", optional(asJSON, info.Version))
 	r.set("implementation", info.Implementation.Hex())
 	if info.ComposeHash != nil {
-		r.set("compose_hash", info.ComposeHash.Hex()).set("compose_hash_allowed", optional(c, info.ComposeHashAllowed))
+		r.set("compose_hash", info.ComposeHash.Hex()).set("compose_hash_allowed", optional(asJSON, info.ComposeHashAllowed))
 	}
 	if info.DeviceID != nil {
-		r.set("device_id", info.DeviceID.Hex()).set("device_allowed", optional(c, info.DeviceAllowed))
+		r.set("device_id", info.DeviceID.Hex()).set("device_allowed", optional(asJSON, info.DeviceAllowed))
 	}
 	if info.Registered != nil {
 		r.set("kms_contract", info.KMS.Hex()).set("registered", *info.Registered)
 	}
-	return printResult(c, r)
+	return r
 }
 
 // optional renders an unreadable value (older contract generations lack
 // some getters) as null in JSON and "unknown" for people.
-func optional[T any](c *cli.Context, v *T) any {
+func optional[T any](asJSON bool, v *T) any {
 	switch {
 	case v != nil:
 		return *v
-	case c.Bool("json"):
+	case asJSON:
 		return nil
 	default:
 		return "unknown"
@@ -354,9 +370,10 @@ func flagKey(flag string) string {
 // wait, print.
 func appAdminCommand(name, usage string, flags []cli.Flag, build func(*cli.Context, *result) (deployer.AppCall, error)) *cli.Command {
 	return &cli.Command{
-		Name:  name,
-		Usage: usage,
-		Flags: withCommon(append([]cli.Flag{appIDFlag()}, flags...), rpcFlags(), signerFlags(), txFlags(), calldataFlags()),
+		Name:      name,
+		Usage:     usage,
+		ArgsUsage: "APP_ID",
+		Flags:     withCommon(append([]cli.Flag{appIDFlag()}, flags...), rpcFlags(), signerFlags(), txFlags(), calldataFlags()),
 		Action: func(c *cli.Context) error {
 			app, err := requiredAppID(c)
 			if err != nil {
@@ -391,16 +408,7 @@ func appAdminCommand(name, usage string, flags []cli.Flag, build func(*cli.Conte
 			if err != nil {
 				return fmt.Errorf("%s: %w", call.Name, err)
 			}
-			r.set("function", call.Name).
-				set("signer", signer.Address().Hex()).
-				set("tx_hash", res.TxHash.Hex()).
-				set("block_number", res.BlockNumber).
-				set("gas_used", res.GasUsed).
-				set("chain_id", cl.ChainID())
-			if u := txURL(cl, res.TxHash); u != "" {
-				r.set("tx_url", u)
-			}
-			return printResult(c, r)
+			return printResult(c, appCallDoc(r, call.Name, signer.Address(), res, cl.ChainID(), txURL(cl, res.TxHash)))
 		},
 	}
 }
@@ -434,4 +442,19 @@ func appDeployCalldata(c *cli.Context, cfg deployer.DeployAppConfig) error {
 		return &UsageError{Err: err}
 	}
 	return emitSafeBatch(c, "cvmdeploy: deploy AppAuth", fmt.Sprintf("deployAndRegisterApp on KMS %s; owner %s. The new app id is in the AppDeployedViaFactory event of the receipt.", to.Hex(), cfg.Owner.Hex()), safetx.Call{To: to, Data: data})
+}
+
+// appCallDoc completes an owner-only command's result (r holds the app id
+// and the command's own input) once its transaction is mined.
+func appCallDoc(r *result, function string, signer common.Address, res *deployer.TxResult, chainID uint64, url string) *result {
+	r.set("function", function).
+		set("signer", signer.Hex()).
+		set("tx_hash", res.TxHash.Hex()).
+		set("block_number", res.BlockNumber).
+		set("gas_used", res.GasUsed).
+		set("chain_id", chainID)
+	if url != "" {
+		r.set("tx_url", url)
+	}
+	return r
 }

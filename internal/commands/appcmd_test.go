@@ -36,6 +36,16 @@ func runCLI(t *testing.T, stdin string, args ...string) cliRun {
 	var out, errb bytes.Buffer
 	start := time.Now()
 	code := commands.Run(ctx, append([]string{"cvmdeploy"}, args...), strings.NewReader(stdin), &out, &errb)
+	// Every text result any test prints is checked for Go values (map[…],
+	// [{…}], &{…}, %!verb) that must never reach a person (JSON and GitHub
+	// workflow commands are for machines).
+	if s := strings.TrimSpace(out.String()); s != "" && s[0] != '{' && s[0] != '[' && !strings.HasPrefix(s, "::") {
+		for _, m := range []string{"map[", "[{", "&{", "%!"} {
+			if strings.Contains(s, m) {
+				t.Errorf("cvmdeploy %s printed a Go value (%q):\n%s", strings.Join(args, " "), m, s)
+			}
+		}
+	}
 	return cliRun{code: code, stdout: out.String(), stderr: errb.String(), elapsed: time.Since(start)}
 }
 
@@ -187,6 +197,17 @@ func TestMustShow(t *testing.T) {
 	human := runCLI(t, "", "app", "info", "--rpc-url", c.url, "--app-id", app["app_id"].(string), "--compose-hash", composeHash)
 	if human.code != 0 || !strings.Contains(human.stdout, "compose_hash_allowed:") || !strings.Contains(human.stdout, "true") {
 		t.Fatalf("human app info (exit %d):\n%s%s", human.code, human.stdout, human.stderr)
+	}
+	// The app id as the argument (lower case, no 0x: as the cloud shows it)
+	// says the same.
+	bare := strings.ToLower(strings.TrimPrefix(app["app_id"].(string), "0x"))
+	pos := runCLI(t, "", "app", "info", "--rpc-url", c.url, "--compose-hash", composeHash, bare)
+	if pos.code != 0 || pos.stdout != human.stdout {
+		t.Fatalf("app info APP_ID (exit %d):\n%s%s\nwant:\n%s", pos.code, pos.stdout, pos.stderr, human.stdout)
+	}
+	late := runCLI(t, "", "app", "info", "--rpc-url", c.url, bare, "--compose-hash", composeHash)
+	if late.code != commands.ExitUsage || !strings.Contains(late.stderr, "flags go before positional arguments") {
+		t.Fatalf("a flag after the argument: exit %d\n%s", late.code, late.stderr)
 	}
 }
 

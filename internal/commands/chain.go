@@ -275,12 +275,39 @@ func requiredAddress(c *cli.Context, flag string) (common.Address, error) {
 	return parseAddress(flag, c.String(flag))
 }
 
-// requiredAppID reads the mandatory --app-id.
+// requiredAppID reads the mandatory app id: `app info 0xAPP` or
+// `app info --app-id 0xAPP`.
 func requiredAppID(c *cli.Context) (common.Address, error) {
-	if !c.IsSet("app-id") {
-		return common.Address{}, &UsageError{Err: errors.New("--app-id is required (the app contract address)")}
+	s, err := flagOrArg(c, "app-id", "the app id (the app contract address)")
+	if err != nil {
+		return common.Address{}, err
 	}
-	return parseAppID("app-id", c.String("app-id"))
+	return parseAppID("app-id", s)
+}
+
+// flagOrArg reads a value users give either as the command's one
+// positional argument or with --flag. Flags must come before the argument
+// (urfave/cli stops parsing flags at the first argument), so a flag found
+// after it gets a hint instead of a confusing "unexpected argument".
+func flagOrArg(c *cli.Context, flag, what string) (string, error) {
+	args := c.Args().Slice()
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") && len(a) > 1 {
+			return "", &UsageError{Err: fmt.Errorf("%q comes after an argument: flags go before positional arguments (%s [flags] %s)", a, c.Command.HelpName, strings.ToUpper(strings.ReplaceAll(flag, "-", "_")))}
+		}
+	}
+	flagVal := strings.TrimSpace(c.String(flag))
+	switch {
+	case len(args) > 1:
+		return "", &UsageError{Err: fmt.Errorf("want at most one argument (%s), got %d: %s", what, len(args), strings.Join(args, " "))}
+	case len(args) == 1 && flagVal != "" && flagVal != strings.TrimSpace(args[0]):
+		return "", &UsageError{Err: fmt.Errorf("%s given twice, as %q and --%s %q: give one", what, args[0], flag, flagVal)}
+	case len(args) == 1:
+		return strings.TrimSpace(args[0]), nil
+	case flagVal != "":
+		return flagVal, nil
+	}
+	return "", &UsageError{Err: fmt.Errorf("%s is required: give it as the argument or with --%s", what, flag)}
 }
 
 // requiredHash32 reads a mandatory 32-byte flag.

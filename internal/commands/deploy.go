@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -374,6 +375,11 @@ func defaultName(composePath string) string {
 }
 
 func printDeployResult(c *cli.Context, res *cvm.Result) error {
+	return printResult(c, deployDoc(res))
+}
+
+// deployDoc is deploy's and commit's result as printed.
+func deployDoc(res *cvm.Result) *result {
 	r := newResult()
 	r.set("name", res.Name)
 	r.set("app_id", res.AppID)
@@ -442,7 +448,7 @@ func printDeployResult(c *cli.Context, res *cvm.Result) error {
 	if len(res.Warnings) > 0 {
 		r.set("warnings", res.Warnings)
 	}
-	return printResult(c, r)
+	return r
 }
 
 // dryRunDoc is one app's dry run as printed, alone or in a batch.
@@ -486,6 +492,12 @@ func printBatchDryRun(c *cli.Context, out *cvm.BatchDryRunResult) error {
 		}
 		return writeJSON(c.App.Writer, doc)
 	}
+	return writeBatchDryRunText(c.App.Writer, out)
+}
+
+// writeBatchDryRunText prints a batch dry run, one line per app.
+func writeBatchDryRunText(w io.Writer, out *cvm.BatchDryRunResult) error {
+	var b strings.Builder
 	for _, a := range out.Apps {
 		line := fmt.Sprintf("%-24s compose %s", a.Name, a.ComposeHash)
 		switch {
@@ -496,12 +508,13 @@ func printBatchDryRun(c *cli.Context, out *cvm.BatchDryRunResult) error {
 		default:
 			line += "  no gas (cloud KMS)"
 		}
-		fmt.Fprintln(c.App.Writer, line)
+		fmt.Fprintln(&b, line)
 	}
 	if out.EstimatedCostETH != "" {
-		fmt.Fprintf(c.App.Writer, "total: AppAuths at most %s ETH; nothing was sent\n", out.EstimatedCostETH)
+		fmt.Fprintf(&b, "total: AppAuths at most %s ETH; nothing was sent\n", out.EstimatedCostETH)
 	}
-	return nil
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 // testStopEnv names a hook for tests only (documented as such in README.md):
@@ -547,14 +560,8 @@ func runBatch(c *cli.Context, r *cvm.Runner, cfg cvm.Config, path string) error 
 		if perr := writeJSON(c.App.Writer, res); perr != nil {
 			return perr
 		}
-	} else {
-		for _, a := range res.Apps {
-			line := fmt.Sprintf("%-24s %-42s %s", a.Name, a.AppID, a.Status)
-			if a.Error != "" {
-				line += "  error: " + a.Error
-			}
-			fmt.Fprintln(c.App.Writer, line)
-		}
+	} else if werr := writeBatchText(c.App.Writer, res); werr != nil {
+		return errors.Join(err, werr)
 	}
 	return err
 }
@@ -568,4 +575,18 @@ func journalStore(c *cli.Context) (cvm.JournalStore, error) {
 		return cvm.JournalStore{Dir: d}, err
 	}
 	return cvm.JournalStore{Dir: filepath.Join(dir, "deployments")}, nil
+}
+
+// writeBatchText prints a batch's outcome, one line per app.
+func writeBatchText(w io.Writer, res *cvm.BatchResult) error {
+	var b strings.Builder
+	for _, a := range res.Apps {
+		line := fmt.Sprintf("%-24s %-42s %s", a.Name, checksummed(a.AppID), a.Status)
+		if a.Error != "" {
+			line += "  error: " + a.Error
+		}
+		fmt.Fprintln(&b, line)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -532,5 +533,19 @@ func TestCLIStatus(t *testing.T) {
 	}
 	if r = runCLI(t, "", "status", "--cvm", "no-such-cvm"); r.code != commands.ExitAPI {
 		t.Fatalf("unknown CVM: exit %d\n%s", r.code, r.stderr)
+	}
+	// The CVM as the argument, as users type it; the app id checksummed
+	// although the cloud answers it as bare hex.
+	r = runCLI(t, "", "status", id)
+	if r.code != 0 || !strings.Contains(r.stdout, "status:") || !strings.Contains(r.stdout, "running") {
+		t.Fatalf("status CVM_ID: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if !regexp.MustCompile(`(?m)^app_id: +0x[0-9a-fA-F]{40}$`).MatchString(r.stdout) {
+		t.Fatalf("status prints the app id unchecksummed:\n%s", r.stdout)
+	}
+	for _, bad := range [][]string{{"status", id, "--json"}, {"status", "--cvm", "other", id}, {"status", id, "extra"}} {
+		if r = runCLI(t, "", bad...); r.code != commands.ExitUsage {
+			t.Fatalf("%v: exit %d, want %d\n%s", bad, r.code, commands.ExitUsage, r.stderr)
+		}
 	}
 }

@@ -29,6 +29,24 @@ const (
 	ExitInterrupted = 130 // interrupted (Ctrl-C, SIGTERM)
 )
 
+// exitMeanings say each code in words, as README's table does (the
+// GitHub Action's summary quotes them).
+var exitMeanings = map[int]string{
+	ExitOK:          "success",
+	ExitFailure:     "a failure",
+	ExitUsage:       "bad flags, arguments, files or env; nothing was sent",
+	ExitReverted:    "a transaction was mined but reverted",
+	ExitAuth:        "the Phala Cloud API rejected the API key",
+	ExitNetwork:     "the RPC node or the API could not be reached, or a wait timed out",
+	ExitAPI:         "the Phala Cloud API refused a request",
+	ExitVerify:      "a check failed (chain, contract, funds, owner, KMS key or KMS contract)",
+	ExitBoot:        "the CVM was committed but failed to boot",
+	ExitCompose:     "the cloud's app-compose breaks the compose rule",
+	ExitPending:     "waiting for the app owner's on-chain approval",
+	99:              "stopped by the test hook CVMDEPLOY_TEST_STOP_AFTER",
+	ExitInterrupted: "interrupted",
+}
+
 // UsageError is a problem with what the user typed or supplied: flags,
 // arguments, files. Nothing was sent anywhere when it is returned.
 type UsageError struct{ Err error }

@@ -140,6 +140,9 @@ func TestExitCodesDocumented(t *testing.T) {
 		if !documented[c] {
 			t.Errorf("exit code %d is produced but not in README's table", c)
 		}
+		if exitMeanings[c] == "" {
+			t.Errorf("exit code %d has no meaning in exitMeanings", c)
+		}
 	}
 	for c := range documented {
 		if !codes[c] {

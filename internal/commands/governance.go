@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cvmdeploy/cvmdeploy/cvm"
+	"github.com/cvmdeploy/cvmdeploy/phala"
 )
 
 // waitApprovalFlags follow the chain until the owner approved, instead of
@@ -178,7 +179,7 @@ func runCommitUpdate(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		return printResult(c, newResult().set("cvm_id", c.String("cvm")).set("correlation_id", out.CorrelationID).set("status", out.Status))
+		return printResult(c, commitUpdateDoc(c.String("cvm"), out))
 	}
 	cfg := cvm.FinishConfig{CVM: c.String("cvm"), Wait: c.Bool("wait")}
 	var err error
@@ -226,4 +227,9 @@ func approverOf(res *cvm.UpdateResult) common.Address {
 		}
 	}
 	return common.Address{}
+}
+
+// commitUpdateDoc is commit-update's result as printed (the token path).
+func commitUpdateDoc(cvmID string, out *phala.CommitUpdateResponse) *result {
+	return newResult().set("cvm_id", cvmID).set("correlation_id", out.CorrelationID).set("status", out.Status)
 }

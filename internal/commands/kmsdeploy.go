@@ -84,11 +84,16 @@ func kmsDeploy(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	return printResult(c, kmsDeployDoc(d))
+}
+
+// kmsDeployDoc is `kms deploy`'s result as printed.
+func kmsDeployDoc(d *deployer.KMSDeployment) *result {
 	hashes := make([]string, len(d.TxHashes))
 	for i, h := range d.TxHashes {
 		hashes[i] = h.Hex()
 	}
-	return printResult(c, newResult().
+	return newResult().
 		set("kms_contract", d.KMSContract.Hex()).
 		set("app_implementation", d.AppImplementation.Hex()).
 		set("kms_implementation", d.KMSImplementation.Hex()).
@@ -96,7 +101,7 @@ func kmsDeploy(c *cli.Context) error {
 		set("chain_id", d.ChainID).
 		set("tx_hashes", hashes).
 		set("block_number", d.BlockNumber).
-		set("gas_used", d.GasUsed))
+		set("gas_used", d.GasUsed)
 }
 
 // decodeHex decodes hex with or without 0x.

@@ -167,6 +167,11 @@ func composeCommand() *cli.Command {
 }
 
 func composeHash(c *cli.Context) error {
+	for _, a := range c.Args().Slice() {
+		if strings.HasPrefix(a, "-") && len(a) > 1 {
+			return &UsageError{Err: fmt.Errorf("%q comes after the file: flags go before it (cvmdeploy compose hash [flags] FILE)", a)}
+		}
+	}
 	if c.NArg() != 1 {
 		return &UsageError{Err: errors.New("want exactly one argument: the app-compose JSON file, or - for standard input")}
 	}
@@ -291,15 +296,20 @@ func kmsVerifyPubkey(c *cli.Context) error {
 		version = "v1"
 	}
 	newProgress(c).Printf("✓ the env-encryption key is signed by the KMS root key (%s signature)", version)
+	return printResult(c, verifyPubkeyDoc(compressed, source, version, p.Timestamp))
+}
+
+// verifyPubkeyDoc is `kms verify-pubkey`'s result as printed.
+func verifyPubkeyDoc(rootKey []byte, source, version string, timestamp *uint64) *result {
 	r := newResult().
 		set("verified", true).
-		set("kms_root_key", "0x"+common.Bytes2Hex(compressed)).
+		set("kms_root_key", "0x"+common.Bytes2Hex(rootKey)).
 		set("root_key_source", source).
 		set("signature_version", version)
-	if p.Timestamp != nil {
-		r.set("timestamp", *p.Timestamp)
+	if timestamp != nil {
+		r.set("timestamp", *timestamp)
 	}
-	return printResult(c, r)
+	return r
 }
 
 // kmsRootKeyFromFlags returns the KMS root key from --kms-root-key, or reads

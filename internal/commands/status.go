@@ -1,7 +1,6 @@
 package commands
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -23,10 +22,11 @@ func statusCommand() *cli.Command {
 		&cli.StringFlag{Name: "wait-timeout", Value: "10m", Usage: "how long --wait waits"},
 	}
 	return &cli.Command{
-		Name:   "status",
-		Usage:  "show a CVM's status; with --wait, follow it until it runs (e.g. after deploy without --wait); with --app-id, every CVM of an app",
-		Flags:  withCommon(flags, trustFlags(), apiFlags(), rpcFlags()),
-		Action: runStatus,
+		Name:      "status",
+		ArgsUsage: "CVM_ID",
+		Usage:     "show a CVM's status; with --wait, follow it until it runs (e.g. after deploy without --wait); with --app-id, every CVM of an app",
+		Flags:     withCommon(flags, trustFlags(), apiFlags(), rpcFlags()),
+		Action:    runStatus,
 	}
 }
 
@@ -34,12 +34,9 @@ func runStatus(c *cli.Context) error {
 	if c.IsSet("app-id") {
 		return runAppStatus(c)
 	}
-	id := c.String("cvm")
-	if id == "" && c.Args().Len() > 0 {
-		id = c.Args().First()
-	}
-	if id == "" {
-		return &UsageError{Err: errors.New("--cvm is required: the CVM id, UUID, name or app id")}
+	id, err := flagOrArg(c, "cvm", "the CVM (id, UUID, name or app id)")
+	if err != nil {
+		return err
 	}
 	timeout, err := time.ParseDuration(c.String("wait-timeout"))
 	if err != nil || timeout <= 0 {
@@ -58,6 +55,11 @@ func runStatus(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	return printResult(c, statusDoc(id, out))
+}
+
+// statusDoc is status's result as printed.
+func statusDoc(id string, out *cvm.StatusResult) *result {
 	info, st := out.CVM, out.State
 	res := newResult().set("cvm_id", id).set("name", info.Name).set("status", st.Status)
 	if info.AppID != nil {
@@ -85,5 +87,5 @@ func runStatus(c *cli.Context) error {
 	if st.BootError != "" {
 		res.set("boot_error", st.BootError)
 	}
-	return printResult(c, res)
+	return res
 }

@@ -181,38 +181,7 @@ func testnetUp(c *cli.Context) error {
 	}
 	defer func() { _ = ln.Close() }()
 	elapsed := time.Since(start)
-
-	r := newResult().
-		set("rpc_url", ln.RPCURL).
-		set("chain_id", ln.ChainID).
-		set("kms_contract", ln.KMSContract.Hex()).
-		set("kms_id", ln.KMSID).
-		set("api_prefix", ln.APIPrefix).
-		set("api_key", ln.APIKey).
-		set("dev_account", ln.DevAccount.Address.Hex()).
-		set("kms_owner", ln.KMSOwner.Hex()).
-		set("device_id", fmt.Sprintf("%x", ln.DeviceID[:])).
-		set("nodes", nodesOf(ln.Nodes)).
-		set("os_image_hash", fmt.Sprintf("%x", ln.OSImageHash[:])).
-		set("forked", ln.Forked)
-	if ln.Adversary != "" {
-		r.set("adversary", ln.Adversary)
-	}
-	if ln.RogueKMSContract != (common.Address{}) {
-		r.set("rogue_kms_contract", ln.RogueKMSContract.Hex())
-	}
-	if ln.SafeServiceURL != "" {
-		r.set("safe_service_url", ln.SafeServiceURL)
-	}
-	if ln.Safe != (common.Address{}) {
-		owners := make(addressList, len(ln.SafeOwners))
-		for i, o := range ln.SafeOwners {
-			owners[i] = o.Address
-		}
-		r.set("safe_address", ln.Safe.Hex()).set("safe_owners", owners).set("safe_threshold", ln.SafeThreshold)
-	}
-	r.set("started_in_ms", elapsed.Milliseconds())
-	if err := printResult(c, r); err != nil {
+	if err := printResult(c, testnetDoc(ln, elapsed)); err != nil {
 		return err
 	}
 	// The export lines go with the human output on stdout; with --json,
@@ -279,4 +248,39 @@ func nodesOf(nodes []cloud.Node) nodeList {
 		out[i] = testnetNode{ID: n.ID, Name: n.Name, DeviceID: fmt.Sprintf("%x", n.DeviceID[:])}
 	}
 	return out
+}
+
+// testnetDoc is `testnet up`'s result as printed.
+func testnetDoc(ln *testnet.Localnet, elapsed time.Duration) *result {
+	r := newResult().
+		set("rpc_url", ln.RPCURL).
+		set("chain_id", ln.ChainID).
+		set("kms_contract", ln.KMSContract.Hex()).
+		set("kms_id", ln.KMSID).
+		set("api_prefix", ln.APIPrefix).
+		set("api_key", ln.APIKey).
+		set("dev_account", ln.DevAccount.Address.Hex()).
+		set("kms_owner", ln.KMSOwner.Hex()).
+		set("device_id", fmt.Sprintf("%x", ln.DeviceID[:])).
+		set("nodes", nodesOf(ln.Nodes)).
+		set("os_image_hash", fmt.Sprintf("%x", ln.OSImageHash[:])).
+		set("forked", ln.Forked)
+	if ln.Adversary != "" {
+		r.set("adversary", ln.Adversary)
+	}
+	if ln.RogueKMSContract != (common.Address{}) {
+		r.set("rogue_kms_contract", ln.RogueKMSContract.Hex())
+	}
+	if ln.SafeServiceURL != "" {
+		r.set("safe_service_url", ln.SafeServiceURL)
+	}
+	if ln.Safe != (common.Address{}) {
+		owners := make(addressList, len(ln.SafeOwners))
+		for i, o := range ln.SafeOwners {
+			owners[i] = o.Address
+		}
+		r.set("safe_address", ln.Safe.Hex()).set("safe_owners", owners).set("safe_threshold", ln.SafeThreshold)
+	}
+	r.set("started_in_ms", elapsed.Milliseconds())
+	return r
 }

@@ -65,15 +65,24 @@ func kmsTrustWords(v string) string { return cvm.KMSTrustMeaning(v) }
 type callList []cvm.OnChainCall
 
 func (l callList) String() string {
+	if len(l) == 0 {
+		return "none"
+	}
 	lines := make([]string, len(l))
 	for i, c := range l {
-		if c.Data == "" && c.TxHash != "" {
-			lines[i] = fmt.Sprintf("%s on %s, sent in %s", c.Function, c.To, c.TxHash)
-			continue
+		line := c.Function + " on " + checksummed(c.To)
+		switch {
+		case c.TxHash != "":
+			line += ", sent in " + c.TxHash
+		case c.Skipped != "":
+			line += ", skipped: " + c.Skipped
 		}
-		lines[i] = fmt.Sprintf("%s on %s, calldata %s", c.Function, c.To, c.Data)
+		if c.Data != "" {
+			line += ", calldata " + c.Data
+		}
+		lines[i] = line
 	}
-	return strings.Join(lines, "\n    ")
+	return strings.Join(lines, "\n")
 }
 
 // printPending prints a result whose owner must still act, and writes the

@@ -160,9 +160,18 @@ func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) err
 		newProgress(c).Printf("✓ Safe Transaction Builder file written: %s", c.String("safe-file"))
 	}
 	page, reviewErr := writeUpdateReview(c, res, safeFile)
+	r := updateDoc(res)
+	if page != "" {
+		r.set("review_page", page)
+	}
+	return errors.Join(printResult(c, r), reviewErr)
+}
+
+// updateDoc is update's result as printed.
+func updateDoc(res *cvm.UpdateResult) *result {
 	r := newResult()
 	r.set("cvm_id", res.CVMID)
-	r.set("app_id", res.AppID)
+	r.set("app_id", checksummed(res.AppID))
 	r.set("status", res.Status)
 	if res.ComposeHash != "" {
 		r.set("compose_hash", res.ComposeHash)
@@ -211,10 +220,7 @@ func printUpdate(c *cli.Context, res *cvm.UpdateResult, safe common.Address) err
 	if len(res.Warnings) > 0 {
 		r.set("warnings", res.Warnings)
 	}
-	if page != "" {
-		r.set("review_page", page)
-	}
-	return errors.Join(printResult(c, r), reviewErr)
+	return r
 }
 
 func provisionCommand() *cli.Command {
@@ -265,6 +271,11 @@ func runProvision(c *cli.Context) error {
 		}
 		newProgress(c).Printf("✓ saved to %s", out)
 	}
+	return printResult(c, provisionDoc(pf))
+}
+
+// provisionDoc is provision's result as printed.
+func provisionDoc(pf *cvm.ProvisionFile) *result {
 	p := pf.Provision
 	res := newResult().set("name", pf.Name).set("compose_hash", p.ComposeHash).set("device_id", p.DeviceID).
 		set("kms_id", p.KMSID).set("on_chain", p.OnChain).set("env_keys", pf.EnvKeys)
@@ -276,7 +287,7 @@ func runProvision(c *cli.Context) error {
 	if !p.OnChain {
 		res.set("app_id", p.AppID)
 	}
-	return printResult(c, res)
+	return res
 }
 
 func commitCommand() *cli.Command {
