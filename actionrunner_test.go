@@ -387,6 +387,9 @@ func (r *actionRun) uses(t *testing.T, uses string, with, outputs map[string]str
 			return nil
 		}
 		dst := filepath.Join(r.Artifacts, with["name"])
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return err
+		}
 		if err := copyTree(src, filepath.Join(dst, filepath.Base(src))); err != nil {
 			return err
 		}

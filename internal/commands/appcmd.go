@@ -236,19 +236,8 @@ func appInfoCommand() *cli.Command {
 func appInfo(c *cli.Context) error {
 	var q deployer.AppInfoQuery
 	var err error
-	switch n := c.Args().Len(); {
-	case n > 1:
-		return &UsageError{Err: fmt.Errorf("app info takes one app id, got %d arguments (flags go before it: app info --json 0xAPP)", n)}
-	case n == 1 && c.IsSet("app-id"):
-		return &UsageError{Err: errors.New("give the app id once: as --app-id or as the argument")}
-	case n == 1:
-		if q.App, err = parseAppID("app-id", c.Args().First()); err != nil {
-			return err
-		}
-	default:
-		if q.App, err = requiredAppID(c); err != nil {
-			return err
-		}
+	if q.App, err = requiredAppID(c); err != nil {
+		return err
 	}
 	if c.IsSet("compose-hash") {
 		h, err := parseHash32("compose-hash", c.String("compose-hash"))

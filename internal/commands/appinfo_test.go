@@ -34,7 +34,7 @@ func TestAppInfoOwnerKind(t *testing.T) {
 		t.Fatalf("human output: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	for _, args := range [][]string{
-		{"--app-id", eoaOwned, eoaOwned},
+		{"--app-id", eoaOwned, contractOwned},
 		{eoaOwned, contractOwned},
 	} {
 		r := runCLI(t, "", append([]string{"app", "info", "--rpc-url", c.url}, args...)...)
