@@ -2,8 +2,6 @@ package cvm
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -296,35 +294,18 @@ func (p *replicate) readBase(ctx context.Context) error {
 	if p.j.Base != nil {
 		p.resume(ReplicateStepBase)
 	} else {
-		raw, err := p.API.ComposeFile(ctx, p.cfg.CVM)
+		cur, err := p.readCurrentDoc(ctx, p.chain, p.app, p.cfg.CVM, false)
 		if err != nil {
-			return fmt.Errorf("read CVM %s's current app-compose: %w", p.cfg.CVM, err)
+			return err
 		}
-		doc, err := parseComposeObject(raw)
-		if err != nil {
-			return fmt.Errorf("%w: CVM %s's current app-compose: %w", ErrComposeRule, p.cfg.CVM, err)
-		}
-		base := &ReplicaBase{Allowed: map[string]string{}, AllowedEnvs: stringList(doc["allowed_envs"])}
-		var tried []string
-		for _, s := range []kms.Serialization{kms.SerializationCompact, kms.SerializationIndent4} {
-			b, err := kms.SerializeAppCompose(doc, s)
-			if err != nil {
-				return fmt.Errorf("%w: CVM %s's current app-compose: %w", ErrComposeRule, p.cfg.CVM, err)
+		base := &ReplicaBase{Allowed: map[string]string{}, AllowedEnvs: stringList(cur.Doc["allowed_envs"])}
+		for _, f := range cur.Forms {
+			if f.Allowed {
+				base.Allowed[f.Hash] = string(f.Serialization)
 			}
-			sum := sha256.Sum256(b)
-			hash := [32]byte(sum)
-			info, err := p.chain.AppInfo(ctx, deployer.AppInfoQuery{App: p.app, ComposeHash: &hash})
-			if err != nil {
-				return fmt.Errorf("read AppAuth %s: %w", p.app.Hex(), err)
-			}
-			h := hex.EncodeToString(sum[:])
-			if info.ComposeHashAllowed != nil && *info.ComposeHashAllowed {
-				base.Allowed[h] = string(s)
-			}
-			tried = append(tried, fmt.Sprintf("%s (%s)", h, s))
 		}
 		if len(base.Allowed) == 0 {
-			return fmt.Errorf("%w: CVM %s's current app-compose hashes to %s, and AppAuth %s allows none of them: no replica is approved for a document the chain does not allow", ErrComposeRule, p.cfg.CVM, strings.Join(tried, " or "), p.app.Hex())
+			return fmt.Errorf("%w: CVM %s's current app-compose hashes to %s, and AppAuth %s allows none of them: no replica is approved for a document the chain does not allow", ErrComposeRule, p.cfg.CVM, cur.tried(), p.app.Hex())
 		}
 		p.j.Base = base
 		p.say("✓ current app-compose read: hash %s is allowed on AppAuth %s", shortHex(p.baseHash()), p.app.Hex())

@@ -321,35 +321,17 @@ func (u *update) readBase(ctx context.Context) error {
 	if !u.onChain() || u.cfg.ComposeCheck == ComposeCheckOff {
 		return nil // nothing is approved on-chain from it
 	}
-	raw, err := u.API.ComposeFile(ctx, u.cfg.CVM)
+	cur, err := u.readCurrentDoc(ctx, u.chain, u.app, u.cfg.CVM, true)
 	if err != nil {
-		return fmt.Errorf("read CVM %s's current app-compose: %w", u.cfg.CVM, err)
+		return err
 	}
-	doc, err := parseComposeObject(raw)
-	if err != nil {
-		return fmt.Errorf("%w: CVM %s's current app-compose: %w", ErrComposeRule, u.cfg.CVM, err)
+	f := cur.allowed()
+	if f == nil {
+		return fmt.Errorf("%w: CVM %s's current app-compose hashes to %s, and AppAuth %s allows none of them: it is not a document the chain approved, so no update is built on it", ErrComposeRule, u.cfg.CVM, cur.tried(), u.app.Hex())
 	}
-	var tried []string
-	for _, s := range []kms.Serialization{kms.SerializationCompact, kms.SerializationIndent4} {
-		b, err := kms.SerializeAppCompose(doc, s)
-		if err != nil {
-			return fmt.Errorf("%w: CVM %s's current app-compose: %w", ErrComposeRule, u.cfg.CVM, err)
-		}
-		sum := sha256.Sum256(b)
-		hash := [32]byte(sum)
-		info, err := u.chain.AppInfo(ctx, deployer.AppInfoQuery{App: u.app, ComposeHash: &hash})
-		if err != nil {
-			return fmt.Errorf("read AppAuth %s: %w", u.app.Hex(), err)
-		}
-		h := hex.EncodeToString(sum[:])
-		if info.ComposeHashAllowed != nil && *info.ComposeHashAllowed {
-			u.j.Base = &UpdateBase{ComposeHash: h, Serialization: string(s), Doc: string(b)}
-			u.say("✓ current app-compose read: hash %s (%s) is allowed on AppAuth %s", shortHex(h), s, u.app.Hex())
-			return u.save(UpdateStepBase)
-		}
-		tried = append(tried, fmt.Sprintf("%s (%s)", h, s))
-	}
-	return fmt.Errorf("%w: CVM %s's current app-compose hashes to %s, and AppAuth %s allows none of them: it is not a document the chain approved, so no update is built on it", ErrComposeRule, u.cfg.CVM, strings.Join(tried, " or "), u.app.Hex())
+	u.j.Base = &UpdateBase{ComposeHash: f.Hash, Serialization: string(f.Serialization), Doc: string(f.Bytes)}
+	u.say("✓ current app-compose read: hash %s (%s) is allowed on AppAuth %s", shortHex(f.Hash), f.Serialization, u.app.Hex())
+	return u.save(UpdateStepBase)
 }
 
 func parseComposeObject(raw []byte) (map[string]any, error) {
