@@ -418,23 +418,35 @@ const (
 // compose hash that was allowed. A different document is a compose-rule
 // violation; an attestation the API does not offer is only reported.
 func (r *Runner) CheckAttestation(ctx context.Context, cvmID, wantHash string) (string, error) {
-	att, err := r.API.CVMAttestation(ctx, cvmID)
-	if err != nil {
-		var ae *phala.APIError
-		if errors.As(err, &ae) && (ae.IsNotFound() || ae.Status == 405 || ae.Status == 501) {
-			return AttestationUnavailable, nil
-		}
-		return AttestationUnavailable, fmt.Errorf("read CVM %s's attestation: %w", cvmID, err)
+	state, got, err := r.attestedHash(ctx, cvmID)
+	if err != nil || state != AttestationMatches {
+		return state, err
 	}
-	if !att.IsPublic || att.TCBInfo == nil {
-		return AttestationNotPublic, nil
-	}
-	sum := sha256.Sum256([]byte(att.TCBInfo.AppCompose))
-	got := hex.EncodeToString(sum[:])
 	want := strings.TrimPrefix(strings.ToLower(wantHash), "0x")
 	if got != want {
 		return "", fmt.Errorf("%w: the running CVM %s measured an app-compose with hash %s, not the allowed %s", ErrComposeRule, cvmID, got, want)
 	}
 	r.say("✓ attestation: the running CVM measured the app-compose whose hash is allowed (%s)", shortHex(got))
 	return AttestationMatches, nil
+}
+
+// attestedHash reads a CVM's attestation and hashes the app-compose it
+// measured. The state is AttestationMatches when there is a hash to compare
+// (the caller decides with what), AttestationNotPublic when the CVM does not
+// publish its tcbinfo, and AttestationUnavailable when the API offers no
+// attestation (with an error when the API failed otherwise).
+func (r *Runner) attestedHash(ctx context.Context, cvmID string) (state, hash string, err error) {
+	att, err := r.API.CVMAttestation(ctx, cvmID)
+	if err != nil {
+		var ae *phala.APIError
+		if errors.As(err, &ae) && (ae.IsNotFound() || ae.Status == 405 || ae.Status == 501) {
+			return AttestationUnavailable, "", nil
+		}
+		return AttestationUnavailable, "", fmt.Errorf("read CVM %s's attestation: %w", cvmID, err)
+	}
+	if !att.IsPublic || att.TCBInfo == nil {
+		return AttestationNotPublic, "", nil
+	}
+	sum := sha256.Sum256([]byte(att.TCBInfo.AppCompose))
+	return AttestationMatches, hex.EncodeToString(sum[:]), nil
 }

@@ -2,8 +2,6 @@ package cvm
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -69,17 +67,13 @@ func (r *Runner) Status(ctx context.Context, cfg StatusConfig) (*StatusResult, e
 	if out.State.Status != "running" {
 		return out, nil
 	}
-	att, err := r.API.CVMAttestation(ctx, cfg.CVM)
-	if err != nil {
-		out.Attestation = AttestationUnavailable
+	state, attested, err := r.attestedHash(ctx, cfg.CVM)
+	if err != nil || state != AttestationMatches {
+		// status only reports what it could not read; it is no failure.
+		out.Attestation = state
 		return out, nil
 	}
-	if !att.IsPublic || att.TCBInfo == nil {
-		out.Attestation = AttestationNotPublic
-		return out, nil
-	}
-	sum := sha256.Sum256([]byte(att.TCBInfo.AppCompose))
-	out.AttestedHash = hex.EncodeToString(sum[:])
+	out.AttestedHash = attested
 	if info.ComposeHash != nil {
 		if want, err := phala.NormalizeComposeHash(*info.ComposeHash); err == nil && want != out.AttestedHash {
 			return out, fmt.Errorf("%w: CVM %s measured an app-compose with hash %s, but the service reports compose hash %s", ErrComposeRule, cfg.CVM, out.AttestedHash, want)
