@@ -211,16 +211,12 @@ func (c *Client) UpdateCVM(ctx context.Context, id string, req PatchCVMRequest, 
 		return nil, err
 	}
 	r := request{method: http.MethodPatch, path: p, body: req, retry: retryUnsent}
-	if opts.PrepareOnly {
-		r.header = map[string]string{"X-Prepare-Only": "true"}
-	}
-	resp, err := c.do(ctx, r)
-	var reg *RegistrationRequiredError
-	if errors.As(err, &reg) {
-		return &UpdateResult{Registration: &reg.Required}, nil
-	}
+	resp, reg, err := c.doPreparable(ctx, r, opts.PrepareOnly)
 	if err != nil {
 		return nil, err
+	}
+	if reg != nil {
+		return &UpdateResult{Registration: reg}, nil
 	}
 	var out UpdateAccepted
 	if err := c.decodeAccepted(r, resp, &out.CorrelationID); err != nil {
@@ -371,4 +367,20 @@ func (c *Client) CVMAttestation(ctx context.Context, id string) (*Attestation, e
 		return nil, err
 	}
 	return call[Attestation](ctx, c, request{method: http.MethodGet, path: p, retry: retryIdempotent})
+}
+
+// doPreparable sends a request that may answer HTTP 465 (an update or a
+// replica whose compose hash or device must first be allowed on-chain),
+// with X-Prepare-Only when asked. A 465 comes back decoded as the
+// registration, not as an error.
+func (c *Client) doPreparable(ctx context.Context, r request, prepareOnly bool) (*response, *ComposeHashRegistrationRequired, error) {
+	if prepareOnly {
+		r.header = map[string]string{"X-Prepare-Only": "true"}
+	}
+	resp, err := c.do(ctx, r)
+	var reg *RegistrationRequiredError
+	if errors.As(err, &reg) {
+		return nil, &reg.Required, nil
+	}
+	return resp, nil, err
 }

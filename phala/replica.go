@@ -56,16 +56,12 @@ func (c *Client) ReplicateCVM(ctx context.Context, id string, req ReplicaRequest
 		return nil, fmt.Errorf("%w: encrypted_env is not hex", ErrInvalidInput)
 	}
 	r := request{method: http.MethodPost, path: p, body: req, retry: retryUnsent}
-	if opts.PrepareOnly {
-		r.header = map[string]string{"X-Prepare-Only": "true"}
-	}
-	resp, err := c.do(ctx, r)
-	var reg *RegistrationRequiredError
-	if errors.As(err, &reg) {
-		return &ReplicaResult{Registration: &reg.Required}, nil
-	}
+	resp, reg, err := c.doPreparable(ctx, r, opts.PrepareOnly)
 	if err != nil {
 		return nil, err
+	}
+	if reg != nil {
+		return &ReplicaResult{Registration: reg}, nil
 	}
 	var vm CVM
 	if err := c.decode(r, resp, &vm); err != nil {
